@@ -1,0 +1,1 @@
+"""Convolutional autoencoders on MNIST, tracked with DVC and MLflow."""

@@ -1,0 +1,137 @@
+"""MNIST splits: validating the raw IDX arrays, stratified seeded splits, and the .npz contract."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from mnist_ae.errors import PipelineError
+from mnist_ae.idx import IDX_FILES, IdxError, read_idx
+from mnist_ae.storage import load_arrays, save_arrays
+
+SPLITS = ("train", "val", "test")
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: uint8 images (N x 28 x 28) and uint8 labels (N)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+class DatasetError(PipelineError, ValueError):
+    """Input data breaks the contract; the message names the file."""
+
+
+def _check_pair(images: np.ndarray, labels: np.ndarray, images_name: str, labels_name: str) -> None:
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        raise DatasetError(f"{images_name}: expected N x 28 x 28 images, got shape {images.shape}")
+    if labels.ndim != 1:
+        raise DatasetError(f"{labels_name}: expected a vector of labels, got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise DatasetError(
+            f"{images_name} has {len(images)} images but {labels_name} has {len(labels)} labels"
+        )
+    if len(labels) and labels.max() >= NUM_CLASSES:
+        raise DatasetError(f"{labels_name}: label {int(labels.max())} is outside 0-9")
+
+
+def read_raw(raw_dir: str | Path) -> tuple[Split, Split]:
+    """Decode and validate the four IDX files of data/raw: (train, test)."""
+    raw_dir = Path(raw_dir)
+    pairs = []
+    for part in ("train", "test"):
+        names = (IDX_FILES[f"{part}_images"], IDX_FILES[f"{part}_labels"])
+        paths = [raw_dir / name for name in names]
+        arrays = []
+        for path in paths:
+            if not path.is_file():
+                raise DatasetError(f"{path}: missing (run the download stage first)")
+            try:
+                arrays.append(read_idx(path))
+            except IdxError as exc:
+                raise DatasetError(str(exc)) from None
+        _check_pair(arrays[0], arrays[1], str(paths[0]), str(paths[1]))
+        pairs.append(Split(arrays[0], arrays[1]))
+    return pairs[0], pairs[1]
+
+
+def _take(split: Split, indices: np.ndarray) -> Split:
+    indices = np.sort(indices)  # keep the original order within each subset
+    return Split(split.images[indices], split.labels[indices])
+
+
+def stratified_subset(split: Split, size: int, seed: int) -> Split:
+    """A seeded subset of `size` images with the digit proportions of the whole."""
+    if size >= len(split):
+        return split
+    chosen, _ = train_test_split(
+        np.arange(len(split)), train_size=size, stratify=split.labels, random_state=seed
+    )
+    return _take(split, chosen)
+
+
+def train_val_split(split: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
+    """A stratified, seeded split of the training images into train and validation."""
+    train_idx, val_idx = train_test_split(
+        np.arange(len(split)), test_size=val_fraction, stratify=split.labels, random_state=seed
+    )
+    return _take(split, train_idx), _take(split, val_idx)
+
+
+def save_split(path: str | Path, split: Split) -> None:
+    save_arrays(path, images=split.images, labels=split.labels)
+
+
+def to_unit(images: np.ndarray) -> torch.Tensor:
+    """uint8 images -> float32 tensor in [0, 1]: the scaling every consumer of a split applies."""
+    return torch.from_numpy(images).float().div_(255.0)
+
+
+def load_split(path: str | Path) -> Split:
+    """Read a split and check it against the contract, naming the file if it breaks it."""
+    path = Path(path)
+    try:
+        arrays = load_arrays(path)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from None
+    if set(arrays) != {"images", "labels"}:
+        raise DatasetError(f"{path}: expected arrays 'images' and 'labels', found {sorted(arrays)}")
+    images, labels = arrays["images"], arrays["labels"]
+    if images.dtype != np.uint8 or labels.dtype != np.uint8:
+        raise DatasetError(f"{path}: expected uint8 arrays, got {images.dtype} / {labels.dtype}")
+    _check_pair(images, labels, f"{path}:images", f"{path}:labels")
+    return Split(images, labels)
+
+
+def first_of_each_digit(labels: np.ndarray) -> np.ndarray:
+    """Index of the first image of each digit 0-9: fixed columns for comparable grids."""
+    found = [np.flatnonzero(labels == digit) for digit in range(NUM_CLASSES)]
+    return np.array([indices[0] for indices in found if len(indices)])
+
+
+def split_path(directory: str | Path, name: str) -> Path:
+    return Path(directory) / f"{name}.npz"
+
+
+def load_splits(directory: str | Path, names: tuple[str, ...] = SPLITS) -> dict[str, Split]:
+    return {name: load_split(split_path(directory, name)) for name in names}
+
+
+def files_digest(paths: list[Path]) -> str:
+    """One SHA-256 over the given files' bytes, in order: identifies the data a model saw."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()

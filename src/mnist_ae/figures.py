@@ -1,0 +1,83 @@
+"""The PNG figures. Saved without timestamps or version stamps, so reruns give identical bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: stages run in terminals, CI and DVC queues
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+_PNG_METADATA = {"Software": None}
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100, metadata=_PNG_METADATA)
+    plt.close(fig)
+
+
+def image_rows(
+    rows: Sequence[tuple[str, np.ndarray]], path: str | Path, column_titles: Sequence[str] = ()
+) -> None:
+    """One labelled row per (label, N x 28 x 28 images in [0, 1]), images side by side."""
+    from torchvision.utils import make_grid  # imported here: it costs seconds, plots need none
+
+    count = len(rows[0][1])
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(0.75 * count + 1.4, 0.8 * len(rows) + 0.4), squeeze=False
+    )
+    for axis, (label, images) in zip(axes[:, 0], rows, strict=True):
+        tensor = torch.as_tensor(np.asarray(images, dtype=np.float32)).reshape(-1, 1, 28, 28)
+        grid = make_grid(tensor, nrow=count, padding=2, pad_value=1.0)[0].numpy()
+        axis.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if column_titles:
+        step = 30  # 28 pixels + 2 padding per column
+        axes[0, 0].set_xticks([2 + step * i + 14 for i in range(count)], labels=column_titles)
+        axes[0, 0].xaxis.tick_top()
+        axes[0, 0].tick_params(length=0, labelsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def loss_curves(epochs: Sequence[int], train: Sequence[float], val: Sequence[float], path: str | Path, loss: str) -> None:
+    """Train and validation loss against epoch."""
+    fig, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(epochs, train, marker="o", label="train")
+    axis.plot(epochs, val, marker="o", label="validation")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel(f"{loss} loss per pixel")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def error_vs_code_size(
+    pca_sizes: Sequence[int],
+    pca_errors: dict[str, Sequence[float]],
+    ae_size: int,
+    ae_errors: dict[str, float],
+    path: str | Path,
+) -> None:
+    """PCA's test MSE per code size as lines, the autoencoder as one marked point per input kind."""
+    fig, axis = plt.subplots(figsize=(6.5, 4.2))
+    for (kind, errors), color in zip(pca_errors.items(), ("C0", "C1"), strict=False):
+        axis.plot(pca_sizes, errors, marker="o", color=color, label=f"PCA, {kind} input")
+        axis.scatter([ae_size], [ae_errors[kind]], marker="*", s=200, color=color, edgecolor="k",
+                     zorder=3, label=f"autoencoder, {kind} input")  # fmt: skip
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("code size (numbers per image)")
+    axis.set_ylabel("test MSE per pixel (vs clean image)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

@@ -1,0 +1,110 @@
+"""The autoencoders: the origin article's network (`seed`) and ours with a dense code (`conv`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mnist_ae.storage import atomic_path
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a network before loading its weights."""
+
+    arch: str
+    latent_dim: int
+
+
+class Autoencoder(nn.Module):
+    """encoder -> code -> decoder -> logits; `forward` returns pixels in [0, 1]."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+    code_size: int
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Pre-sigmoid output: losses use it for numerically stable cross-entropy."""
+        return self.decoder(self.encoder(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+class SeedAutoencoder(Autoencoder):
+    """The origin article's Keras network, layer for layer: its code is 7x7x32 = 1,568 numbers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        )  # fmt: skip
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(32, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.Conv2d(32, 1, 3, padding=1),
+        )  # fmt: skip
+        self.code_size = 32 * 7 * 7
+
+
+class ConvAutoencoder(Autoencoder):
+    """Strided convolutions around a dense bottleneck of `latent_dim` numbers."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.ReLU(),   # 32 x 14 x 14
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),  # 64 x 7 x 7
+            nn.Flatten(), nn.Linear(64 * 7 * 7, latent_dim),
+        )  # fmt: skip
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 64 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (64, 7, 7)),
+            nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 1, 3, stride=2, padding=1, output_padding=1),
+        )  # fmt: skip
+        self.code_size = latent_dim
+
+
+def build_model(config: ModelConfig) -> Autoencoder:
+    if config.arch == "seed":
+        return SeedAutoencoder()
+    if config.arch == "conv":
+        return ConvAutoencoder(config.latent_dim)
+    raise ValueError(f"unknown architecture {config.arch!r} (expected 'seed' or 'conv')")
+
+
+def save_checkpoint(path: str | Path, model: Autoencoder, config: ModelConfig) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"config": asdict(config), "state_dict": model.state_dict()}, tmp)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Autoencoder:
+    """Rebuild the network from its saved config and load its weights (no pickled code)."""
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    model = build_model(ModelConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval()
+
+
+def to_model_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N x 28 x 28 (on any device) -> float N x 1 x 28 x 28 in [0, 1]."""
+    return images.unsqueeze(1).float().div_(255.0)
+
+
+@torch.inference_mode()
+def reconstruct(
+    model: Autoencoder, images: np.ndarray, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Model output for uint8 images, batched on `device`: float32 N x 28 x 28 in [0, 1]."""
+    model.eval()
+    source = torch.from_numpy(images).to(device)
+    outputs = [model(to_model_input(source[i : i + batch_size])) for i in range(0, len(source), batch_size)]
+    return torch.cat(outputs).squeeze(1).float().cpu().numpy()

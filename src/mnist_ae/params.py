@@ -1,0 +1,127 @@
+"""The one schema for params.yaml: every stage validates the whole file before doing any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from mnist_ae.errors import PipelineError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ParamsError(PipelineError, ValueError):
+    """params.yaml is missing, unreadable or invalid; the message names the offending key."""
+
+
+class _Section(BaseModel):
+    # strict: "1e-3" (a YAML string) is not silently a float; forbid: `trian.epochs` is an error.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(_Section):
+    source: Literal["auto", "mirrors", "pypi", "local"] = "auto"
+    local_dir: str | None = None
+    mirror_timeout: float = Field(5.0, gt=0, le=600)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    limit: int | None = Field(None, ge=100, le=60_000)
+
+    @model_validator(mode="after")
+    def _local_needs_dir(self) -> DataParams:
+        if self.source == "local" and not self.local_dir:
+            raise ValueError("data.local_dir must name a directory when data.source is 'local'")
+        return self
+
+
+class NoiseParams(_Section):
+    std: float = Field(0.4, ge=0, le=5)
+
+
+class ModelParams(_Section):
+    arch: Literal["conv", "seed"] = "conv"
+    latent_dim: int = Field(32, ge=1, le=4096)
+
+
+class TrainParams(_Section):
+    loss: Literal["bce", "mse", "l1"] = "bce"
+    lr: float = Field(1e-3, gt=0, le=1)
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    denoise: bool = True
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+
+
+class EvaluateParams(_Section):
+    batch_size: int = Field(1000, ge=1, le=65_536)
+
+
+class ComparePcaParams(_Section):
+    code_sizes: list[int] = Field(default_factory=lambda: [2, 4, 8, 16, 32, 64, 128], min_length=1)
+
+    @field_validator("code_sizes")
+    @classmethod
+    def _valid_sizes(cls, sizes: list[int]) -> list[int]:
+        if any(not 1 <= k <= 784 for k in sizes):
+            raise ValueError("every code size must be between 1 and 784 (the number of pixels)")
+        if len(set(sizes)) != len(sizes):
+            raise ValueError("code sizes must not repeat")
+        return sorted(sizes)
+
+
+class MlflowParams(_Section):
+    experiment: str = Field("mnist-autoencoder", min_length=1)
+    registered_model: str = Field("mnist-denoising-ae", min_length=1)
+
+
+class Params(_Section):
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    data: DataParams = DataParams()
+    noise: NoiseParams = NoiseParams()
+    model: ModelParams = ModelParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    compare_pca: ComparePcaParams = ComparePcaParams()
+    mlflow: MlflowParams = MlflowParams()
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (a typo? see params.yaml for the valid keys)"
+    return f"{key}: {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_params(raw: Any, source: str = "params") -> Params:
+    """Validate an already-loaded mapping; raise ParamsError naming every offending key."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = "\n".join(f"  {_describe(e)}" for e in exc.errors())
+        raise ParamsError(f"{source}: invalid params\n{lines}") from None
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, str(path))
+
+
+def flatten(params: Params, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Params as {"train.lr": 0.001, ...}, the form MLflow logs; optionally only some sections."""
+    flat: dict[str, Any] = {}
+    for name, value in params.model_dump().items():
+        if sections is not None and name not in sections:
+            continue
+        if isinstance(value, dict):
+            flat.update({f"{name}.{key}": inner for key, inner in value.items()})
+        else:
+            flat[name] = value
+    return flat

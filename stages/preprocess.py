@@ -1,0 +1,33 @@
+"""DVC stage `preprocess`: validated IDX -> stratified train / val split + test, as .npz."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mnist_ae.cli import run_stage, stage_parser
+from mnist_ae.datasets import read_raw, save_split, split_path, stratified_subset, train_val_split
+from mnist_ae.params import load_params
+from mnist_ae.storage import atomic_path
+
+
+def main() -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--raw", type=Path, required=True, help="directory of the IDX files")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the splits")
+    args = parser.parse_args()
+    params = load_params(args.params)
+
+    train, test = read_raw(args.raw)
+    if params.data.limit is not None:
+        train = stratified_subset(train, params.data.limit, params.seed)
+    # Validation comes out of the training images: the test set stays unseen until evaluate.
+    train, val = train_val_split(train, params.data.val_fraction, params.seed)
+    splits = {"train": train, "val": val, "test": test}
+    with atomic_path(args.out, is_dir=True) as tmp:
+        for name, split in splits.items():
+            save_split(split_path(tmp, name), split)
+    print(", ".join(f"{name} {len(split):,}" for name, split in splits.items()), "->", args.out)
+
+
+if __name__ == "__main__":
+    run_stage(main)
