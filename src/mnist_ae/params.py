@@ -45,7 +45,7 @@ class ModelParams(_Section):
 class TrainParams(_Section):
     loss: Literal["bce", "mse", "l1"] = "bce"
     lr: float = Field(1e-3, gt=0, le=1)
-    epochs: int = Field(10, ge=1, le=10_000)
+    epochs: int = Field(15, ge=1, le=10_000)
     batch_size: int = Field(128, ge=1, le=65_536)
     denoise: bool = True
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"

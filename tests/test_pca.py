@@ -1,0 +1,50 @@
+import numpy as np
+import torch
+
+from mnist_ae.comparison import pca_scores
+from mnist_ae.pca import PCA
+
+
+def low_rank_data(rank: int = 2, dim: int = 6, count: int = 200) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(rank, dim, generator=g, dtype=torch.float64)
+    return torch.randn(count, rank, generator=g, dtype=torch.float64) @ basis + 3.0
+
+
+def test_rank_two_data_is_recovered_with_two_components():
+    data = low_rank_data()
+    pca = PCA.fit(data)
+    codes = pca.encode(data, 2)
+    assert torch.allclose(pca.decode(codes, tuple(data.shape)), data, atol=1e-9)
+    assert pca.variances[2:].abs().max() < 1e-9
+    assert torch.all(pca.variances[:-1] >= pca.variances[1:])
+
+
+def test_components_are_orthonormal_and_match_numpy_svd():
+    data = torch.rand(100, 8, dtype=torch.float64)
+    pca = PCA.fit(data)
+    eye = pca.components.T @ pca.components
+    assert torch.allclose(eye, torch.eye(8, dtype=torch.float64), atol=1e-10)
+    centered = (data - data.mean(0)).numpy()
+    singular = np.linalg.svd(centered, compute_uv=False)
+    np.testing.assert_allclose(pca.variances.numpy(), singular**2 / 99, rtol=1e-8)
+
+
+def test_reconstruction_is_clipped_to_valid_pixels_and_lossless_at_full_size():
+    data = torch.rand(50, 16)
+    pca = PCA.fit(data)
+    partial = pca.reconstruct(data, 3)
+    assert partial.min() >= 0 and partial.max() <= 1 and partial.dtype == torch.float32
+    assert torch.allclose(pca.reconstruct(data, 16), data, atol=1e-6)
+    assert torch.allclose(pca.reconstruct(data, 1000), data, atol=1e-6)  # capped at 16
+
+
+def test_pca_scores_improve_with_more_components():
+    clean = torch.rand(60, 28, 28)
+    noisy = (clean + 0.3 * torch.randn(60, 28, 28)).clamp(0, 1)
+    rows = pca_scores(PCA.fit(clean), [1, 10, 784], clean, noisy)
+    assert [r["code_size"] for r in rows] == [1, 10, 784]
+    assert rows[0]["reconstruction_mse"] > rows[1]["reconstruction_mse"] > rows[2]["reconstruction_mse"]
+    assert rows[2]["reconstruction_mse"] < 1e-10  # every component kept: lossless
+    # Keeping every component reproduces the noise: the noisy input's own error.
+    assert abs(rows[2]["denoising_mse"] - float(((noisy - clean) ** 2).mean())) < 1e-6
