@@ -118,7 +118,8 @@ def from_mirrors(timeout: float) -> Arrays:
             for train in (True, False):
                 MNIST(root, train=train, download=True)
         except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
-            raise DataSourceError(f"download failed: {exc}".strip()) from None
+            # torchvision's message spans lines (one per mirror tried): keep it on one.
+            raise DataSourceError("download failed: " + " ".join(str(exc).split())) from None
         return read_idx_dir(Path(root) / "MNIST" / "raw")
 
 

@@ -180,7 +180,7 @@ def promote_if_better(name: str, version: str, psnr: float, beats_pca: bool) -> 
     if not beats_pca:
         return False, "not promoted: does not beat PCA at equal code size"
     champion = current_champion(name)
-    if champion is not None and champion.version == version:
+    if champion is not None and str(champion.version) == str(version):  # registry gives int or str
         return True, f"version {version} is already the champion"
     if champion is not None:
         best = float(champion.tags.get(CHAMPION_METRIC, "-inf"))
