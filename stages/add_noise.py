@@ -22,7 +22,9 @@ def main() -> None:
 
     clean = load_splits(args.processed)
     noisy = {
-        name: Split(add_gaussian_noise(s.images, params.noise.std, split_rng(params.seed, name)), s.labels)
+        name: Split(
+            add_gaussian_noise(s.images, params.noise.std, split_rng(params.seed, name)), s.labels
+        )
         for name, s in clean.items()
     }
     columns = first_of_each_digit(clean["test"].labels)
@@ -32,7 +34,7 @@ def main() -> None:
         figures.image_rows(
             [
                 ("clean", clean["test"].images[columns] / 255.0),
-                (f"noisy\nσ={params.noise.std}", noisy["test"].images[columns] / 255.0),
+                (f"noisy\nstd {params.noise.std}", noisy["test"].images[columns] / 255.0),
             ],
             figure_tmp,
             column_titles=[str(d) for d in clean["test"].labels[columns]],

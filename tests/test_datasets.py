@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from helpers import make_split
 
 from mnist_ae.datasets import (
     DatasetError,
@@ -12,7 +13,6 @@ from mnist_ae.datasets import (
     train_val_split,
 )
 from mnist_ae.idx import IDX_FILES, encode_idx
-from helpers import make_split
 
 
 def class_counts(split: Split) -> np.ndarray:
@@ -57,13 +57,15 @@ def test_read_raw_validates_and_names_the_bad_file(tmp_path):
     train, test = make_split(40), make_split(20)
     write_raw(tmp_path, train, test)
     got_train, got_test = read_raw(tmp_path)
-    assert np.array_equal(got_train.images, train.images) and np.array_equal(got_test.labels, test.labels)
+    assert np.array_equal(got_train.images, train.images) and np.array_equal(
+        got_test.labels, test.labels
+    )
 
     write_raw(tmp_path, train, Split(test.images, np.full(20, 10, np.uint8)))
     with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte: label 10 is outside 0-9"):
         read_raw(tmp_path)
     write_raw(tmp_path, train, Split(test.images[:19], test.labels))
-    with pytest.raises(DatasetError, match="19 images but .* 20 labels"):
+    with pytest.raises(DatasetError, match=r"19 images but .* 20 labels"):
         read_raw(tmp_path)
     write_raw(tmp_path, Split(np.zeros((40, 32, 32), np.uint8), train.labels), test)
     with pytest.raises(DatasetError, match="train-images-idx3-ubyte: expected N x 28 x 28"):
@@ -79,7 +81,7 @@ def test_split_files_round_trip_and_bad_ones_are_named(tmp_path):
     loaded = load_split(tmp_path / "train.npz")
     assert np.array_equal(loaded.images, split.images) and loaded.labels.dtype == np.uint8
     np.savez(tmp_path / "bad.npz", images=split.images.astype(np.float32), labels=split.labels)
-    with pytest.raises(DatasetError, match="bad.npz: expected uint8"):
+    with pytest.raises(DatasetError, match=r"bad.npz: expected uint8"):
         load_split(tmp_path / "bad.npz")
 
 

@@ -15,8 +15,14 @@ def offline_env(cache_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     proxies = {f"{scheme}_proxy": CLOSED_PORT for scheme in ("http", "https")}
     env |= proxies | {k.upper(): v for k, v in proxies.items()}
-    env |= {"MNIST_AE_CACHE_DIR": str(cache_dir), "PIP_FIND_LINKS": "", "PIP_EXTRA_INDEX_URL": "",
-            "PIP_INDEX_URL": f"{CLOSED_PORT}/simple", "PIP_RETRIES": "0", "PIP_TIMEOUT": "2"}  # fmt: skip
+    env |= {
+        "MNIST_AE_CACHE_DIR": str(cache_dir),
+        "PIP_FIND_LINKS": "",
+        "PIP_EXTRA_INDEX_URL": "",
+        "PIP_INDEX_URL": f"{CLOSED_PORT}/simple",
+        "PIP_RETRIES": "0",
+        "PIP_TIMEOUT": "2",
+    }
     return env
 
 
@@ -27,7 +33,8 @@ def test_offline_download_fails_naming_every_source_and_leaves_nothing(tmp_path)
     result = subprocess.run(
         [sys.executable, str(REPO / "stages" / "download.py"), "--params", "params.yaml",
          "--out", "data/raw", "--record", "reports/download/source.json"],
-        cwd=tmp_path, env=offline_env(tmp_path / "cache"), capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env=offline_env(tmp_path / "cache"),
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "error: no usable MNIST source; tried:" in result.stderr

@@ -30,7 +30,9 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env |= {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
             "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"{args} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result
 
 
@@ -39,7 +41,8 @@ def pipeline(tmp_path_factory) -> Path:
     """A fresh clone-like copy with quick params, after one `dvc repro`."""
     repo = tmp_path_factory.mktemp("e2e") / "repo"
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout  # fmt: skip
+                            cwd=REPO, capture_output=True, text=True,
+                            check=True).stdout  # fmt: skip
     for name in filter(None, listed.split("\0")):
         if (REPO / name).is_file():
             (repo / name).parent.mkdir(parents=True, exist_ok=True)
@@ -80,7 +83,10 @@ def artifact_paths(client, run_id: str, path: str = "") -> set[str]:
 def test_outputs_are_real_mnist_and_reports(pipeline):
     for name, filename in IDX_FILES.items():
         assert array_digest(read_idx(pipeline / "data" / "raw" / filename)) == MNIST_DIGESTS[name]
-    sizes = {name: len(load_split(pipeline / "data" / "processed" / f"{name}.npz")) for name in ("train", "val", "test")}
+    sizes = {
+        name: len(load_split(pipeline / "data" / "processed" / f"{name}.npz"))
+        for name in ("train", "val", "test")
+    }
     assert sizes == {"train": 9000, "val": 1000, "test": 10000}
     evaluation = json.loads((pipeline / "reports" / "evaluate" / "metrics.json").read_text())
     assert 10.5 < evaluation["noisy_input"]["psnr"] < 11.5  # sigma 0.4 noise: about 11 dB
@@ -88,23 +94,39 @@ def test_outputs_are_real_mnist_and_reports(pipeline):
     assert comparison["code_size"] == 32 and comparison["pca_lossless_at_code_size"] is False
     rows = (pipeline / "reports" / "compare_pca" / "pca.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in rows] == ["code_size", "8", "32", "64"]
-    assert json.loads((pipeline / "reports" / "download" / "source.json").read_text())["served_by"] == "pypi"
+    assert (
+        json.loads((pipeline / "reports" / "download" / "source.json").read_text())["served_by"]
+        == "pypi"
+    )
 
 
 def test_one_mlflow_run_holds_params_losses_artifacts_and_tags(pipeline, client):
     run = only_run(client)
     assert json.loads((pipeline / "models" / "run.json").read_text())["run_id"] == run.info.run_id
     params = run.data.params
-    assert params["train.epochs"] == "1" and params["noise.std"] == "0.4" and params["data.limit"] == "10000"
-    assert params["evaluate.batch_size"] == "1000" and params["compare_pca.code_sizes"] == "[8, 32, 64]"
+    assert (
+        params["train.epochs"] == "1"
+        and params["noise.std"] == "0.4"
+        and params["data.limit"] == "10000"
+    )
+    assert (
+        params["evaluate.batch_size"] == "1000"
+        and params["compare_pca.code_sizes"] == "[8, 32, 64]"
+    )
     for name in ("train_loss", "val_loss"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, name)] == [1]
-    assert run.data.metrics["test_denoising_psnr"] > run.data.metrics["pca_same_code_size_denoising_psnr"]
+    assert (
+        run.data.metrics["test_denoising_psnr"]
+        > run.data.metrics["pca_same_code_size_denoising_psnr"]
+    )
     artifacts = artifact_paths(client, run.info.run_id)
-    assert {"train/losses.csv", "train/losses.png", "add_noise/examples.png", "evaluate/metrics.json",
+    assert {"train/losses.csv", "train/losses.png", "add_noise/examples.png",
+            "evaluate/metrics.json",
             "evaluate/reconstructions.png", "evaluate/mse_per_digit.csv", "compare_pca/pca.csv",
             "compare_pca/error_vs_code_size.png"} <= artifacts  # fmt: skip
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=pipeline, capture_output=True, text=True).stdout
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=pipeline, capture_output=True, text=True
+    ).stdout
     assert run.data.tags["git_commit"] == head.strip()
     assert run.data.tags["device"] == "cpu" and len(run.data.tags["dataset_digest"]) == 64
     assert (pipeline / "mlruns").is_dir()
@@ -115,7 +137,9 @@ def test_registered_champion_denoises_through_pyfunc(pipeline, client):
     version = client.get_model_version_by_alias("mnist-denoising-ae", "champion")
     assert str(version.version) == "1" and version.run_id == run.info.run_id
     assert version.tags["device"] == "cpu"
-    assert float(version.tags["test_denoising_psnr"]) == pytest.approx(run.data.metrics["test_denoising_psnr"])
+    assert float(version.tags["test_denoising_psnr"]) == pytest.approx(
+        run.data.metrics["test_denoising_psnr"]
+    )
     model = mlflow.pyfunc.load_model("models:/mnist-denoising-ae@champion")
     clean = load_split(pipeline / "data" / "processed" / "test.npz").images[:500]
     noisy = load_split(pipeline / "data" / "noisy" / "test.npz").images[:500]

@@ -21,7 +21,9 @@ def test_shapes_and_output_range(arch, latent, code_shape):
 
 def test_seed_network_is_the_article_layer_for_layer():
     model = build_model(ModelConfig("seed", 32))
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)]
+    convs = [
+        m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
+    ]
     assert [(type(m).__name__, m.out_channels, m.kernel_size, m.stride) for m in convs] == [
         ("Conv2d", 32, (3, 3), (1, 1)), ("Conv2d", 32, (3, 3), (1, 1)),
         ("ConvTranspose2d", 32, (3, 3), (2, 2)), ("ConvTranspose2d", 32, (3, 3), (2, 2)),

@@ -24,8 +24,10 @@ def test_zero_noise_is_identity():
 
 def test_noise_is_seeded_per_split():
     images = np.zeros((4, 28, 28), np.uint8)
+
     def noisy(seed, split):
         return add_gaussian_noise(images, 0.4, split_rng(seed, split))
+
     assert np.array_equal(noisy(42, "train"), noisy(42, "train"))
     assert not np.array_equal(noisy(42, "train"), noisy(42, "test"))
     assert not np.array_equal(noisy(42, "train"), noisy(43, "train"))

@@ -59,7 +59,9 @@ def test_local_source_requires_a_directory():
 def test_every_error_is_reported_at_once():
     raw = with_value("train", "epochs", 0)
     raw["noise"]["std"] = -1
-    message = str(pytest.raises(ParamsError, parse_params, raw).value)
+    with pytest.raises(ParamsError) as caught:
+        parse_params(raw)
+    message = str(caught.value)
     assert "train.epochs" in message and "noise.std" in message
 
 
@@ -76,7 +78,10 @@ def test_missing_and_malformed_files(tmp_path):
 
 
 def test_code_sizes_are_sorted():
-    assert parse_params(with_value("compare_pca", "code_sizes", [8, 2])).compare_pca.code_sizes == [2, 8]
+    assert parse_params(with_value("compare_pca", "code_sizes", [8, 2])).compare_pca.code_sizes == [
+        2,
+        8,
+    ]
 
 
 def test_flatten_gives_dotted_keys():

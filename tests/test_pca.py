@@ -44,7 +44,11 @@ def test_pca_scores_improve_with_more_components():
     noisy = (clean + 0.3 * torch.randn(60, 28, 28)).clamp(0, 1)
     rows = pca_scores(PCA.fit(clean), [1, 10, 784], clean, noisy)
     assert [r["code_size"] for r in rows] == [1, 10, 784]
-    assert rows[0]["reconstruction_mse"] > rows[1]["reconstruction_mse"] > rows[2]["reconstruction_mse"]
+    assert (
+        rows[0]["reconstruction_mse"]
+        > rows[1]["reconstruction_mse"]
+        > rows[2]["reconstruction_mse"]
+    )
     assert rows[2]["reconstruction_mse"] < 1e-10  # every component kept: lossless
     # Keeping every component reproduces the noise: the noisy input's own error.
     assert abs(rows[2]["denoising_mse"] - float(((noisy - clean) ** 2).mean())) < 1e-6

@@ -2,6 +2,7 @@
 command names is a declared dependency or output."""
 
 import ast
+import itertools
 import shlex
 from pathlib import Path
 
@@ -46,11 +47,18 @@ def declared(stage: dict, kind: str) -> set[str]:
 
 def command_paths(stage: dict) -> dict[str, str]:
     tokens = shlex.split(stage["cmd"])
-    return {flag: value for flag, value in zip(tokens, tokens[1:], strict=False) if flag.startswith("--")}
+    return {flag: value for flag, value in itertools.pairwise(tokens) if flag.startswith("--")}
 
 
 def test_the_pipeline_has_the_six_stages_in_order():
-    assert list(STAGES) == ["download", "preprocess", "add-noise", "train", "evaluate", "compare-pca"]
+    assert list(STAGES) == [
+        "download",
+        "preprocess",
+        "add-noise",
+        "train",
+        "evaluate",
+        "compare-pca",
+    ]
 
 
 @pytest.mark.parametrize("name", list(STAGES))
@@ -69,7 +77,9 @@ def test_every_path_in_the_command_is_declared(name):
     for flag, path in command_paths(stage).items():
         if flag in ("--params", "--record"):  # params are listed key by key; see download.py
             continue
-        covered = path in inputs | outputs or any(o.startswith(path.rstrip("/") + "/") for o in outputs)
+        covered = path in inputs | outputs or any(
+            o.startswith(path.rstrip("/") + "/") for o in outputs
+        )
         assert covered, f"{name}: {flag} {path} is neither a dependency nor an output"
 
 
@@ -86,6 +96,8 @@ def test_metrics_and_plot_data_are_committed_and_images_are_cached():
     for stage in STAGES.values():
         for kind in ("metrics", "plots"):
             for entry in stage.get(kind, []):
-                path, options = (next(iter(entry.items())) if isinstance(entry, dict) else (entry, {}))
+                path, options = (
+                    next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+                )
                 in_git = options.get("cache", True) is False
                 assert in_git == (not path.endswith(".png")), path

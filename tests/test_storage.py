@@ -5,12 +5,17 @@ from mnist_ae.storage import atomic_path, load_arrays, publish_files, save_array
 
 
 def test_saved_arrays_load_back_and_rewrite_byte_identically(tmp_path):
-    arrays = {"images": np.arange(784, dtype=np.uint8).reshape(1, 28, 28), "labels": np.array([3], np.uint8)}
+    arrays = {
+        "images": np.arange(784, dtype=np.uint8).reshape(1, 28, 28),
+        "labels": np.array([3], np.uint8),
+    }
     save_arrays(tmp_path / "a.npz", **arrays)
     save_arrays(tmp_path / "b.npz", **arrays)
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
     loaded = load_arrays(tmp_path / "a.npz")
-    assert set(loaded) == set(arrays) and all(np.array_equal(loaded[k], v) for k, v in arrays.items())
+    assert set(loaded) == set(arrays) and all(
+        np.array_equal(loaded[k], v) for k, v in arrays.items()
+    )
 
 
 @pytest.mark.parametrize("is_dir", [False, True])

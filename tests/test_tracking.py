@@ -69,9 +69,11 @@ def test_later_stages_add_params_once_and_record_changes_as_tags(store):
 
 
 def test_resuming_an_unknown_run_says_how_to_recover(store):
-    with pytest.raises(tracking.TrackingError, match="dvc repro --force train"):
-        with tracking.resume_run("0" * 32):
-            pass
+    with (
+        pytest.raises(tracking.TrackingError, match="dvc repro --force train"),
+        tracking.resume_run("0" * 32),
+    ):
+        pass
 
 
 def new_version(name: str, psnr: float | None = None) -> str:

@@ -10,7 +10,9 @@ def test_losses_on_known_values():
     logits = torch.tensor([[0.0, 2.0], [-1.0, 3.0]])
     target = torch.tensor([[0.5, 1.0], [0.0, 0.25]])
     probs = torch.sigmoid(logits)
-    assert torch.isclose(reconstruction_loss(logits, target, "bce"), F.binary_cross_entropy(probs, target))
+    assert torch.isclose(
+        reconstruction_loss(logits, target, "bce"), F.binary_cross_entropy(probs, target)
+    )
     assert torch.isclose(reconstruction_loss(logits, target, "mse"), ((probs - target) ** 2).mean())
     assert torch.isclose(reconstruction_loss(logits, target, "l1"), (probs - target).abs().mean())
     with pytest.raises(ValueError, match="hinge"):

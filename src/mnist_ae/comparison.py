@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 
-from mnist_ae.metrics import mse_psnr
+from mnist_ae import figures
+from mnist_ae.metrics import TASKS, mse_psnr
 from mnist_ae.pca import PCA
+from mnist_ae.storage import write_csv, write_json
 
 PIXELS = 28 * 28
 
@@ -26,3 +31,37 @@ def pca_scores(
         rows.append(row)
     return rows
 
+
+def compare(pca_rows: list[dict[str, float]], autoencoder: dict[str, float]) -> dict[str, Any]:
+    """The autoencoder's error as a ratio of PCA's at its own code size (below 1: it wins).
+
+    With 784 or more numbers PCA is lossless on clean input (the origin article's 1,568-number
+    "bottleneck"), so only denoising is compared there.
+    """
+    code_size = int(autoencoder["code_size"])
+    at_code = next(row for row in pca_rows if row["code_size"] == code_size)
+    lossless = code_size >= PIXELS
+    tasks = ("denoising",) if lossless else TASKS
+    return {
+        "code_size": code_size,
+        "pca_lossless_at_code_size": lossless,
+        **{f"{t}_mse_ratio": autoencoder[f"{t}_mse"] / at_code[f"{t}_mse"] for t in tasks},
+        "denoising_psnr_gain_db": autoencoder["denoising_psnr"] - at_code["denoising_psnr"],
+        "pca": {k: v for k, v in at_code.items() if k != "code_size"},
+    }
+
+
+def save_report(
+    directory: Path, pca_rows: list[dict[str, float]], autoencoder: dict[str, float], metrics: dict
+) -> None:
+    """metrics.json, pca.csv and autoencoder.csv (one DVC plot) and the error-vs-size chart."""
+    write_json(directory / "metrics.json", metrics)
+    write_csv(directory / "pca.csv", pca_rows)
+    write_csv(directory / "autoencoder.csv", [autoencoder])
+    figures.error_vs_code_size(
+        [r["code_size"] for r in pca_rows],
+        {t: [r[f"{t}_mse"] for r in pca_rows] for t in TASKS},
+        int(autoencoder["code_size"]),
+        {t: autoencoder[f"{t}_mse"] for t in TASKS},
+        directory / "error_vs_code_size.png",
+    )

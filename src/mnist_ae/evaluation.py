@@ -1,21 +1,34 @@
-"""Scoring an autoencoder on the test set: reconstruction (clean input) and denoising (noisy input)."""
+"""Scoring an autoencoder on the test set: reconstruction (clean input), denoising (noisy input)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from mnist_ae.datasets import Split, to_unit
-from mnist_ae.metrics import image_metrics, mse_per_digit
+from mnist_ae import figures
+from mnist_ae.datasets import Split, first_of_each_digit, to_unit
+from mnist_ae.metrics import TASKS, image_metrics, mse_per_digit
 from mnist_ae.models import Autoencoder, reconstruct
+from mnist_ae.storage import write_csv, write_json
+
 
 @dataclass(frozen=True)
 class Evaluation:
     metrics: dict[str, dict[str, float]]  # task -> mse, psnr, ssim, bce
     per_digit: dict[str, dict[int, float]]  # task -> digit -> mse
     outputs: dict[str, np.ndarray]  # task -> float32 N x 28 x 28 in [0, 1]
+
+    def flat_metrics(self, prefix: str = "test") -> dict[str, float]:
+        """{"test_denoising_psnr": ..., "test_denoising_mse_digit_3": ...}: MLflow's names."""
+        flat = {f"{prefix}_{t}_{k}": v for t in TASKS for k, v in self.metrics[t].items()}
+        flat |= {
+            f"{prefix}_{t}_mse_digit_{d}": v for t in TASKS for d, v in self.per_digit[t].items()
+        }
+        return flat
 
 
 def evaluate_autoencoder(
@@ -34,3 +47,26 @@ def evaluate_autoencoder(
         per_digit[task] = mse_per_digit(pred, target, labels)
     return Evaluation(metrics, per_digit, outputs)
 
+
+def save_report(
+    directory: Path, result: Evaluation, clean: Split, noisy: Split, extra: dict[str, Any]
+) -> None:
+    """metrics.json (DVC metrics), mse_per_digit.csv (DVC plot) and the reconstruction grid,
+    whose columns are the first test image of each digit so grids of experiments compare."""
+    write_json(directory / "metrics.json", {**result.metrics, **extra})
+    digits = sorted(result.per_digit["reconstruction"])
+    write_csv(
+        directory / "mse_per_digit.csv",
+        [{"digit": d, **{f"{t}_mse": result.per_digit[t][d] for t in TASKS}} for d in digits],
+    )
+    columns = first_of_each_digit(clean.labels)
+    figures.image_rows(
+        [
+            ("original", clean.images[columns] / 255.0),
+            ("reconstructed\nfrom original", result.outputs["reconstruction"][columns]),
+            ("noisy", noisy.images[columns] / 255.0),
+            ("reconstructed\nfrom noisy", result.outputs["denoising"][columns]),
+        ],
+        directory / "reconstructions.png",
+        column_titles=[str(d) for d in clean.labels[columns]],
+    )

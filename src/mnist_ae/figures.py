@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: stages run in terminals, CI and DVC queues
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
 _PNG_METADATA = {"Software": None}
 
@@ -47,7 +47,9 @@ def image_rows(
     _save(fig, path)
 
 
-def loss_curves(epochs: Sequence[int], train: Sequence[float], val: Sequence[float], path: str | Path, loss: str) -> None:
+def loss_curves(
+    epochs: Sequence[int], train: Sequence[float], val: Sequence[float], path: str | Path, loss: str
+) -> None:
     """Train and validation loss against epoch."""
     fig, axis = plt.subplots(figsize=(6, 4))
     axis.plot(epochs, train, marker="o", label="train")

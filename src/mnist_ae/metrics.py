@@ -59,7 +59,9 @@ def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
     }
 
 
-def mse_per_digit(pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> dict[int, float]:
+def mse_per_digit(
+    pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor
+) -> dict[int, float]:
     """Mean per-pixel MSE of the images of each digit present in `labels`."""
     mse = per_image_mse(pred, target)
     return {int(d): float(mse[labels == d].mean()) for d in torch.unique(labels)}

@@ -106,5 +106,7 @@ def reconstruct(
     """Model output for uint8 images, batched on `device`: float32 N x 28 x 28 in [0, 1]."""
     model.eval()
     source = torch.from_numpy(images).to(device)
-    outputs = [model(to_model_input(source[i : i + batch_size])) for i in range(0, len(source), batch_size)]
+    outputs = [
+        model(to_model_input(source[i : i + batch_size])) for i in range(0, len(source), batch_size)
+    ]
     return torch.cat(outputs).squeeze(1).float().cpu().numpy()

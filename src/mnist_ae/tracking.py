@@ -103,6 +103,13 @@ def start_training_run(params: Mapping[str, Any], tags: Mapping[str, str]) -> ml
     return run
 
 
+def log_epoch(epoch: Any) -> None:
+    """Per-epoch losses with step = epoch (1-based), for MLflow's charts."""
+    mlflow.log_metrics(
+        {"train_loss": epoch.train_loss, "val_loss": epoch.val_loss}, step=epoch.epoch
+    )
+
+
 @contextmanager
 def resume_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
     """Reopen the training's run so a later stage adds its metrics and artifacts to it."""
@@ -135,6 +142,9 @@ class RegisteredModel:
     model_uri: str
     name: str
     version: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"model_uri": self.model_uri, "registered_model": self.name, "version": self.version}
 
 
 def log_and_register_model(

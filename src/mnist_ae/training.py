@@ -6,12 +6,16 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from mnist_ae import figures
+from mnist_ae.datasets import load_split, split_path
 from mnist_ae.models import Autoencoder, to_model_input
+from mnist_ae.storage import write_csv, write_json
 
 
 def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -43,10 +47,28 @@ class Pairs:
 
     def __post_init__(self) -> None:
         if self.inputs.shape != self.targets.shape:
-            raise ValueError(f"inputs {tuple(self.inputs.shape)} != targets {tuple(self.targets.shape)}")
+            raise ValueError(
+                f"inputs {tuple(self.inputs.shape)} != targets {tuple(self.targets.shape)}"
+            )
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+
+def load_pairs(
+    processed: Path, noisy: Path, denoise: bool, device: torch.device
+) -> tuple[dict[str, Pairs], list[Path]]:
+    """Train and val pairs moved to the device once (noisy -> clean when denoising, else
+    clean -> clean), and the files they came from."""
+    pairs, files = {}, []
+    for name in ("train", "val"):
+        target_file = split_path(processed, name)
+        input_file = split_path(noisy, name) if denoise else target_file
+        targets = torch.from_numpy(load_split(target_file).images).to(device)
+        inputs = torch.from_numpy(load_split(input_file).images).to(device) if denoise else targets
+        pairs[name] = Pairs(inputs, targets)
+        files += sorted({target_file, input_file})
+    return pairs, files
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,23 @@ class TrainResult:
     @property
     def images_per_second(self) -> float:
         return self.images_seen / self.train_seconds if self.train_seconds else 0.0
+
+    def summary(self) -> dict[str, float]:
+        return {"best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss}
+
+
+def save_history(result: TrainResult, directory: Path, loss: str, code_size: int) -> None:
+    """losses.csv (DVC plot), metrics.json (DVC metrics) and losses.png."""
+    rows = [
+        {"epoch": e.epoch, "train_loss": e.train_loss, "val_loss": e.val_loss}
+        for e in result.history
+    ]
+    write_csv(directory / "losses.csv", rows)
+    write_json(directory / "metrics.json", {**result.summary(), "code_size": code_size})
+    figures.loss_curves(
+        [r["epoch"] for r in rows], [r["train_loss"] for r in rows], [r["val_loss"] for r in rows],
+        directory / "losses.png", loss,
+    )  # fmt: skip
 
 
 @torch.no_grad()
