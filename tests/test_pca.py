@@ -1,7 +1,8 @@
 import numpy as np
+import pytest
 import torch
 
-from mnist_ae.comparison import pca_scores
+from mnist_ae.comparison import compare, pca_scores
 from mnist_ae.pca import PCA
 
 
@@ -52,3 +53,30 @@ def test_pca_scores_improve_with_more_components():
     assert rows[2]["reconstruction_mse"] < 1e-10  # every component kept: lossless
     # Keeping every component reproduces the noise: the noisy input's own error.
     assert abs(rows[2]["denoising_mse"] - float(((noisy - clean) ** 2).mean())) < 1e-6
+
+
+def test_comparison_at_equal_code_size():
+    rows = [
+        {"code_size": 32, "reconstruction_mse": 0.02, "reconstruction_psnr": 17.0,
+         "denoising_mse": 0.03, "denoising_psnr": 15.5},
+        {"code_size": 1568, "reconstruction_mse": 0.0, "reconstruction_psnr": 100.0,
+         "denoising_mse": 0.08, "denoising_psnr": 11.0},
+    ]  # fmt: skip
+    ae = {"code_size": 32, "reconstruction_mse": 0.005, "reconstruction_psnr": 23.0,
+          "denoising_mse": 0.01, "denoising_psnr": 20.5}  # fmt: skip
+    result = compare(rows, ae)
+    assert result["reconstruction_mse_ratio"] == pytest.approx(0.25)
+    assert result["denoising_mse_ratio"] == pytest.approx(1 / 3)
+    assert result["denoising_psnr_gain_db"] == pytest.approx(5.0)
+    assert result["pca_lossless_at_code_size"] is False
+
+
+def test_comparison_of_the_article_network_is_on_denoising_only():
+    rows = [{"code_size": 1568, "reconstruction_mse": 1e-30, "reconstruction_psnr": 100.0,
+             "denoising_mse": 0.08, "denoising_psnr": 11.0}]  # fmt: skip
+    ae = {"code_size": 1568, "reconstruction_mse": 0.001, "reconstruction_psnr": 30.0,
+          "denoising_mse": 0.01, "denoising_psnr": 20.0}  # fmt: skip
+    result = compare(rows, ae)
+    assert result["pca_lossless_at_code_size"] is True
+    assert "reconstruction_mse_ratio" not in result  # PCA with all 784 components is lossless
+    assert result["denoising_mse_ratio"] == pytest.approx(0.125)
