@@ -58,10 +58,11 @@ def save_report(
     write_json(directory / "metrics.json", metrics)
     write_csv(directory / "pca.csv", pca_rows)
     write_csv(directory / "autoencoder.csv", [autoencoder])
+    inputs = {"reconstruction": "clean", "denoising": "noisy"}  # what each task feeds in
     figures.error_vs_code_size(
         [r["code_size"] for r in pca_rows],
-        {t: [r[f"{t}_mse"] for r in pca_rows] for t in TASKS},
+        {inputs[t]: [r[f"{t}_mse"] for r in pca_rows] for t in TASKS},
         int(autoencoder["code_size"]),
-        {t: autoencoder[f"{t}_mse"] for t in TASKS},
+        {inputs[t]: autoencoder[f"{t}_mse"] for t in TASKS},
         directory / "error_vs_code_size.png",
     )
