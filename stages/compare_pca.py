@@ -11,6 +11,7 @@ from mnist_ae import tracking
 from mnist_ae.cli import run_stage, stage_parser
 from mnist_ae.comparison import compare, pca_scores, save_report
 from mnist_ae.datasets import load_split, to_unit
+from mnist_ae.devices import select_device
 from mnist_ae.metrics import TASKS
 from mnist_ae.params import flatten, load_params
 from mnist_ae.pca import PCA
@@ -31,9 +32,11 @@ def main() -> None:
     autoencoder = {"code_size": evaluated["code_size"]} | {
         f"{t}_{m}": evaluated[t][m] for t in TASKS for m in ("mse", "psnr")
     }
-    clean = to_unit(load_split(args.processed / "test.npz").images)
-    noisy = to_unit(load_split(args.noisy / "test.npz").images)
-    pca = PCA.fit(to_unit(load_split(args.processed / "train.npz").images))
+    device = select_device(params.train.device)
+    clean = to_unit(load_split(args.processed / "test.npz").images).to(device)
+    noisy = to_unit(load_split(args.noisy / "test.npz").images).to(device)
+    # One eigendecomposition on the device serves every code size of the sweep.
+    pca = PCA.fit(to_unit(load_split(args.processed / "train.npz").images).to(device))
     sizes = sorted(set(params.compare_pca.code_sizes) | {autoencoder["code_size"]})
     rows = pca_scores(pca, sizes, clean, noisy)
     metrics = compare(rows, autoencoder)

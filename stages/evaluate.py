@@ -9,13 +9,13 @@ from pathlib import Path
 import mlflow
 
 from mnist_ae import tracking
+from mnist_ae.checkpoints import load_checkpoint
 from mnist_ae.cli import run_stage, stage_parser
 from mnist_ae.comparison import pca_scores
 from mnist_ae.datasets import load_split, to_unit
 from mnist_ae.devices import select_device
 from mnist_ae.evaluation import evaluate_autoencoder, save_report
 from mnist_ae.metrics import TASKS, mse_psnr
-from mnist_ae.models import load_checkpoint
 from mnist_ae.params import flatten, load_params
 from mnist_ae.pca import PCA
 from mnist_ae.storage import publish_files
@@ -36,8 +36,9 @@ def main() -> None:
     clean, noisy = load_split(args.processed / "test.npz"), load_split(args.noisy / "test.npz")
     result = evaluate_autoencoder(model, clean, noisy, params.evaluate.batch_size, device)
     # The champion rule needs PCA at this code size (784 or more components: lossless).
-    pca = PCA.fit(to_unit(load_split(args.processed / "train.npz").images))
-    pca_row = pca_scores(pca, [model.code_size], to_unit(clean.images), to_unit(noisy.images))[0]
+    pca = PCA.fit(to_unit(load_split(args.processed / "train.npz").images).to(device))
+    test = [to_unit(split.images).to(device) for split in (clean, noisy)]
+    pca_row = pca_scores(pca, [model.code_size], *test)[0]
     pca_row.pop("code_size")
     psnr = result.metrics["denoising"]["psnr"]
     with publish_files(args.out) as out:

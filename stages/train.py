@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import resource
 from pathlib import Path
 
 import mlflow
 import torch
 
-from mnist_ae import tracking
+from mnist_ae import figures, tracking
+from mnist_ae.checkpoints import save_checkpoint
 from mnist_ae.cli import run_stage, stage_parser
-from mnist_ae.datasets import files_digest
-from mnist_ae.devices import device_description, select_device
-from mnist_ae.models import ModelConfig, build_model, save_checkpoint, to_model_input
+from mnist_ae.datasets import files_digest, training_arrays
+from mnist_ae.devices import (
+    configure_backends,
+    device_description,
+    resolve_precision,
+    select_device,
+    uses_channels_last,
+)
+from mnist_ae.models import ModelConfig, build_model, to_model_input
 from mnist_ae.params import flatten, load_params
-from mnist_ae.storage import atomic_path, publish_files, write_json
-from mnist_ae.training import TrainSettings, fit, load_pairs, save_history
+from mnist_ae.storage import atomic_path, publish_files, write_csv, write_json
+from mnist_ae.training import Pairs, TrainSettings, fit
 
 # Sections of params.yaml this run is defined by; later stages log their own sections.
 TRACKED_SECTIONS = ("seed", "data", "noise", "model", "train", "mlflow")
@@ -31,12 +39,18 @@ def main() -> None:
     params = load_params(args.params)
     p = params.train
     device = select_device(p.device)
+    configure_backends(device)
 
-    data, files = load_pairs(args.processed, args.noisy, p.denoise, device)
+    arrays, files = training_arrays(args.processed, args.noisy, p.denoise)
+    data = {name: Pairs.to_device(*pair, device) for name, pair in arrays.items()}
     torch.manual_seed(params.seed)
     config = ModelConfig(params.model.arch, params.model.latent_dim)
     model = build_model(config).to(device)
-    settings = TrainSettings(p.loss, p.lr, p.epochs, p.batch_size, params.seed)
+    precision = resolve_precision(device, p.precision)
+    settings = TrainSettings(
+        p.loss, p.lr, p.epochs, p.batch_size, params.seed,
+        precision=precision, channels_last=uses_channels_last(device), compile=p.compile,
+    )  # fmt: skip
     tracking.setup(params.mlflow.experiment)
     tags = tracking.run_tags(device, device_description(device), files_digest(files))
     with (
@@ -44,14 +58,19 @@ def main() -> None:
         atomic_path(args.out, is_dir=True) as model_dir,
         publish_files(args.reports) as reports_dir,
     ):
-        print(f"training {config.arch} (code {model.code_size}) on {device_description(device)}")
+        where = device_description(device)
+        print(f"training {config.arch} (code {model.code_size}) in {precision} on {where}")
+        mlflow.set_tag("precision_used", precision)
         result = fit(model, data["train"], data["val"], settings, on_epoch=tracking.log_epoch)
-        save_history(result, reports_dir, p.loss, model.code_size)
-        speed = {
+        write_csv(reports_dir / "losses.csv", result.rows())
+        write_json(reports_dir / "metrics.json", result.summary() | {"code_size": model.code_size})
+        figures.loss_curves(result.rows(), reports_dir / "losses.png", p.loss)
+        peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+        mlflow.log_metrics(result.summary() | {
             "train_seconds": result.train_seconds,
-            "images_per_second": result.images_per_second,
-        }
-        mlflow.log_metrics(result.summary() | speed)
+            "train_images_per_second": result.images_per_second,
+            "peak_host_rss_mib": peak_rss_mib,
+        })  # fmt: skip
         mlflow.log_artifacts(str(reports_dir), "train")
         mlflow.log_artifact(str(args.noise_figure), "add_noise")
         version_tags = {

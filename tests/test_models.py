@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_ae.models import ModelConfig, build_model, load_checkpoint, reconstruct, save_checkpoint
+from mnist_ae.checkpoints import load_checkpoint, save_checkpoint
+from mnist_ae.evaluation import reconstruct
+from mnist_ae.models import ModelConfig, build_model
 
 
 @pytest.mark.parametrize(("arch", "latent", "code_shape"), [

@@ -1,18 +1,21 @@
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from mnist_ae.devices import resolve_precision
 from mnist_ae.models import ModelConfig, build_model
-from mnist_ae.training import Pairs, TrainSettings, evaluate_loss, fit, reconstruction_loss
+from mnist_ae.training import Pairs, Trainer, TrainSettings, fit, reconstruction_loss
+
+CPU = torch.device("cpu")
 
 
 def test_losses_on_known_values():
     logits = torch.tensor([[0.0, 2.0], [-1.0, 3.0]])
     target = torch.tensor([[0.5, 1.0], [0.0, 0.25]])
     probs = torch.sigmoid(logits)
-    assert torch.isclose(
-        reconstruction_loss(logits, target, "bce"), F.binary_cross_entropy(probs, target)
-    )
+    expected_bce = F.binary_cross_entropy(probs, target)
+    assert torch.isclose(reconstruction_loss(logits, target, "bce"), expected_bce)
     assert torch.isclose(reconstruction_loss(logits, target, "mse"), ((probs - target) ** 2).mean())
     assert torch.isclose(reconstruction_loss(logits, target, "l1"), (probs - target).abs().mean())
     with pytest.raises(ValueError, match="hinge"):
@@ -28,33 +31,58 @@ def blobs(count: int, seed: int) -> torch.Tensor:
     return images
 
 
-def train_once(epochs: int = 3):
+def train_once(epochs: int = 3, **fast_path):
     torch.manual_seed(0)
     model = build_model(ModelConfig("conv", 8))
-    train, val = blobs(512, 0), blobs(128, 1)
-    settings = TrainSettings("bce", 3e-3, epochs, 64, seed=0)
+    train, val = blobs(500, 0), blobs(128, 1)
+    settings = TrainSettings("bce", 3e-3, epochs, 64, seed=0, **fast_path)
     result = fit(model, Pairs(train, train), Pairs(val, val), settings, show_progress=False)
-    return model, result, Pairs(val, val)
+    return model, result, Pairs(val, val), settings
 
 
 def test_training_lowers_the_loss_and_keeps_the_best_weights():
-    model, result, val = train_once()
+    model, result, val, settings = train_once()
     losses = [e.val_loss for e in result.history]
     assert [e.epoch for e in result.history] == [1, 2, 3]
     assert losses[-1] < losses[0]
     assert result.best_val_loss == min(losses)
     assert result.best_epoch == losses.index(min(losses)) + 1
-    assert evaluate_loss(model, val, "bce", 64) == pytest.approx(result.best_val_loss, rel=1e-5)
-    assert result.images_seen == 3 * 512
+    best = Trainer(model, settings, CPU).validation_loss(val)
+    assert best == pytest.approx(result.best_val_loss, rel=1e-5)
+    assert result.images_seen == 3 * 448  # 7 full batches of 64 per epoch; the rest waits
 
 
 def test_training_is_reproducible():
-    first, _, _ = train_once(epochs=1)
-    second, _, _ = train_once(epochs=1)
+    first, *_ = train_once(epochs=1)
+    second, *_ = train_once(epochs=1)
     for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
-def test_pairs_must_match():
-    with pytest.raises(ValueError, match="inputs"):
+def test_bf16_autocast_and_channels_last_train_as_well_as_fp32():
+    _, fp32, *_ = train_once(epochs=2)
+    _, fast, *_ = train_once(epochs=2, precision="bf16", channels_last=True)
+    assert fast.best_val_loss == pytest.approx(fp32.best_val_loss, rel=0.05)
+
+
+def test_compiled_training_matches_eager():
+    _, eager, *_ = train_once(epochs=1)
+    _, compiled, *_ = train_once(epochs=1, compile=True)
+    assert compiled.best_val_loss == pytest.approx(eager.best_val_loss, rel=1e-3)
+
+
+def test_pairs_share_one_copy_for_clean_to_clean():
+    clean = np.zeros((4, 28, 28), np.uint8)
+    pairs = Pairs.to_device(clean, clean, CPU)
+    assert pairs.inputs is pairs.targets
+    noisy = Pairs.to_device(clean.copy(), clean, CPU)
+    assert noisy.inputs is not noisy.targets
+    with pytest.raises(ValueError, match="differ in shape"):
         Pairs(torch.zeros(3, 28, 28), torch.zeros(2, 28, 28))
+
+
+def test_precision_choice():
+    assert resolve_precision(torch.device("cuda"), "auto") == "bf16"
+    assert resolve_precision(torch.device("mps"), "auto") == "fp32"
+    assert resolve_precision(CPU, "fp32") == "fp32"
+    assert resolve_precision(CPU, "auto") in ("fp32", "bf16")

@@ -129,6 +129,22 @@ def load_splits(directory: str | Path, names: tuple[str, ...] = SPLITS) -> dict[
     return {name: load_split(split_path(directory, name)) for name in names}
 
 
+def training_arrays(
+    processed: Path, noisy: Path, denoise: bool
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[Path]]:
+    """(inputs, targets) uint8 images of train and val (noisy -> clean when denoising, else the
+    same clean array twice), and the files they came from."""
+    pairs, files = {}, []
+    for name in ("train", "val"):
+        target_file = split_path(processed, name)
+        targets = load_split(target_file).images
+        input_file = split_path(noisy, name) if denoise else target_file
+        inputs = load_split(input_file).images if denoise else targets
+        pairs[name] = (inputs, targets)
+        files += sorted({target_file, input_file})
+    return pairs, files
+
+
 def files_digest(paths: list[Path]) -> str:
     """One SHA-256 over the given files' bytes, in order: identifies the data a model saw."""
     digest = hashlib.sha256()

@@ -1,4 +1,4 @@
-"""Choosing the compute device once, from the `train.device` param."""
+"""Choosing the compute device once, and the fast path that pays on it."""
 
 from __future__ import annotations
 
@@ -26,3 +26,29 @@ def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return device.type
+
+
+def cpu_supports_bf16() -> bool:
+    """AVX-512 BF16 (or AMX): bf16 convolutions run natively and faster than fp32 here."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """'auto' means bf16 autocast on CUDA and on CPUs with native bf16, fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16()):
+        return "bf16"
+    return "fp32"
+
+
+def uses_channels_last(device: torch.device) -> bool:
+    """NHWC convolutions: faster with cuDNN and with oneDNN on CPU (measured: benchmarks/)."""
+    return device.type in ("cuda", "cpu")
+
+
+def configure_backends(device: torch.device) -> None:
+    """cuDNN autotuning picks the fastest kernels for our fixed shapes on CUDA."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True

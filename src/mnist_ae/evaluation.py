@@ -12,7 +12,7 @@ import torch
 from mnist_ae import figures
 from mnist_ae.datasets import Split, first_of_each_digit, to_unit
 from mnist_ae.metrics import TASKS, image_metrics, mse_per_digit
-from mnist_ae.models import Autoencoder, reconstruct
+from mnist_ae.models import Autoencoder, to_model_input
 from mnist_ae.storage import write_csv, write_json
 
 
@@ -29,6 +29,19 @@ class Evaluation:
             f"{prefix}_{t}_mse_digit_{d}": v for t in TASKS for d, v in self.per_digit[t].items()
         }
         return flat
+
+
+@torch.inference_mode()
+def reconstruct(
+    model: Autoencoder, images: np.ndarray, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Model output for uint8 images, batched on `device`: float32 N x 28 x 28 in [0, 1]."""
+    model.eval()
+    source = torch.from_numpy(images).to(device)
+    outputs = [
+        model(to_model_input(source[i : i + batch_size])) for i in range(0, len(source), batch_size)
+    ]
+    return torch.cat(outputs).squeeze(1).float().cpu().numpy()
 
 
 def evaluate_autoencoder(

@@ -47,13 +47,12 @@ def image_rows(
     _save(fig, path)
 
 
-def loss_curves(
-    epochs: Sequence[int], train: Sequence[float], val: Sequence[float], path: str | Path, loss: str
-) -> None:
-    """Train and validation loss against epoch."""
+def loss_curves(rows: Sequence[dict[str, float]], path: str | Path, loss: str) -> None:
+    """Train and validation loss against epoch, from rows of epoch / train_loss / val_loss."""
+    epochs = [row["epoch"] for row in rows]
     fig, axis = plt.subplots(figsize=(6, 4))
-    axis.plot(epochs, train, marker="o", label="train")
-    axis.plot(epochs, val, marker="o", label="validation")
+    axis.plot(epochs, [row["train_loss"] for row in rows], marker="o", label="train")
+    axis.plot(epochs, [row["val_loss"] for row in rows], marker="o", label="validation")
     axis.set_xlabel("epoch")
     axis.set_ylabel(f"{loss} loss per pixel")
     axis.grid(alpha=0.3)

@@ -1,15 +1,14 @@
-"""The autoencoders: the origin article's network (`seed`) and ours with a dense code (`conv`)."""
+"""The autoencoders: the origin article's network (`seed`) and ours with a dense code (`conv`).
+
+Imports only torch: the GPU benchmark runs with a plain torch install.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
-
-from mnist_ae.storage import atomic_path
 
 
 @dataclass(frozen=True)
@@ -81,32 +80,6 @@ def build_model(config: ModelConfig) -> Autoencoder:
     raise ValueError(f"unknown architecture {config.arch!r} (expected 'seed' or 'conv')")
 
 
-def save_checkpoint(path: str | Path, model: Autoencoder, config: ModelConfig) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"config": asdict(config), "state_dict": model.state_dict()}, tmp)
-
-
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Autoencoder:
-    """Rebuild the network from its saved config and load its weights (no pickled code)."""
-    checkpoint = torch.load(path, map_location=device, weights_only=True)
-    model = build_model(ModelConfig(**checkpoint["config"]))
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.to(device).eval()
-
-
 def to_model_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 N x 28 x 28 (on any device) -> float N x 1 x 28 x 28 in [0, 1]."""
     return images.unsqueeze(1).float().div_(255.0)
-
-
-@torch.inference_mode()
-def reconstruct(
-    model: Autoencoder, images: np.ndarray, batch_size: int, device: torch.device
-) -> np.ndarray:
-    """Model output for uint8 images, batched on `device`: float32 N x 28 x 28 in [0, 1]."""
-    model.eval()
-    source = torch.from_numpy(images).to(device)
-    outputs = [
-        model(to_model_input(source[i : i + batch_size])) for i in range(0, len(source), batch_size)
-    ]
-    return torch.cat(outputs).squeeze(1).float().cpu().numpy()

@@ -50,6 +50,9 @@ class TrainParams(_Section):
     batch_size: int = Field(128, ge=1, le=65_536)
     denoise: bool = True
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    # auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False  # torch.compile (with CUDA graphs on CUDA): pays for long runs
 
 
 class EvaluateParams(_Section):

@@ -1,0 +1,24 @@
+"""Saving a trained network with the config that rebuilds it, and loading it back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from mnist_ae.models import Autoencoder, ModelConfig, build_model
+from mnist_ae.storage import atomic_path
+
+
+def save_checkpoint(path: str | Path, model: Autoencoder, config: ModelConfig) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"config": asdict(config), "state_dict": model.state_dict()}, tmp)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Autoencoder:
+    """Rebuild the network from its saved config and load its weights (no pickled code)."""
+    checkpoint = torch.load(path, map_location=device, weights_only=True)
+    model = build_model(ModelConfig(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.to(device).eval()
