@@ -160,8 +160,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     parser.add_argument("--compile", action="store_true", help="torch.compile our loop")
-    parser.add_argument("--images", type=int, default=None,
-                        help="images per timed epoch (default 60,000 on CUDA, 12,800 elsewhere)")  # fmt: skip
+    parser.add_argument(
+        "--images", type=int, help="images per timed epoch (default: 60,000 on CUDA, else 12,800)"
+    )
     parser.add_argument("--warmup-images", type=int, default=2560)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="time the article's 50-epoch run")
