@@ -20,7 +20,6 @@ and the median of each is reported with their ratio.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import time
 
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from mnist_ae.devices import (
     configure_backends,
     device_description,
+    peak_host_rss_mib,
     resolve_precision,
     select_device,
     uses_channels_last,
@@ -79,14 +79,22 @@ def timed(run) -> float:
     return images / (time.perf_counter() - started)
 
 
-def make_images(count: int, seed: int) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (count, 28, 28), dtype=torch.uint8, generator=generator)
+def make_images(count: int, seed: int, source: str | None = None) -> torch.Tensor:
+    """`count` images: from a split file of the preprocess stage (real digits; numpy needed),
+    repeated as needed, or random pixels."""
+    if source is None:
+        generator = torch.Generator().manual_seed(seed)
+        return torch.randint(0, 256, (count, 28, 28), dtype=torch.uint8, generator=generator)
+    import numpy as np  # only this option needs numpy
+
+    with np.load(source) as split:
+        images = torch.from_numpy(split["images"])
+    return images.repeat((count + len(images) - 1) // len(images), 1, 1)[:count]
 
 
 def compare_loops(args: argparse.Namespace, device: torch.device) -> None:
     config = ModelConfig(args.arch, args.latent_dim)
-    images = make_images(args.images, seed=0)
+    images = make_images(args.images, seed=0, source=args.data)
     warmup = images[: args.warmup_images]
 
     torch.manual_seed(0)
@@ -132,7 +140,8 @@ def compare_loops(args: argparse.Namespace, device: torch.device) -> None:
 def full_run(args: argparse.Namespace, device: torch.device) -> None:
     """The origin article's configuration: arch seed, 50 epochs of 60,000 images, batch 128,
     validated on 10,000 images every epoch."""
-    train, val = make_images(60_000, seed=0).to(device), make_images(10_000, seed=1).to(device)
+    train = make_images(60_000, seed=0, source=args.data).to(device)
+    val = make_images(10_000, seed=1, source=args.data).to(device)
     torch.manual_seed(0)
     settings = TrainSettings(
         "bce", 1e-3, args.epochs, args.batch_size, seed=0,
@@ -163,6 +172,7 @@ def main() -> None:
     parser.add_argument(
         "--images", type=int, help="images per timed epoch (default: 60,000 on CUDA, else 12,800)"
     )
+    parser.add_argument("--data", help="a split .npz of real digits (data/processed/train.npz)")
     parser.add_argument("--warmup-images", type=int, default=2560)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="time the article's 50-epoch run")
@@ -179,8 +189,7 @@ def main() -> None:
         full_run(args, device)
     else:
         compare_loops(args, device)
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    memory = f"peak host RSS {peak_rss:,.0f} MiB"
+    memory = f"peak host RSS {peak_host_rss_mib():,.0f} MiB"
     if device.type == "cuda":
         memory += f"; peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB"
     print(memory)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import resource
 from pathlib import Path
 
 import mlflow
@@ -15,6 +14,7 @@ from mnist_ae.datasets import files_digest, training_arrays
 from mnist_ae.devices import (
     configure_backends,
     device_description,
+    peak_host_rss_mib,
     resolve_precision,
     select_device,
     uses_channels_last,
@@ -53,6 +53,7 @@ def main() -> None:
     )  # fmt: skip
     tracking.setup(params.mlflow.experiment)
     tags = tracking.run_tags(device, device_description(device), files_digest(files))
+    tags["precision"] = precision
     with (
         tracking.start_training_run(flatten(params, TRACKED_SECTIONS), tags) as run,
         atomic_path(args.out, is_dir=True) as model_dir,
@@ -60,32 +61,23 @@ def main() -> None:
     ):
         where = device_description(device)
         print(f"training {config.arch} (code {model.code_size}) in {precision} on {where}")
-        mlflow.set_tag("precision_used", precision)
         result = fit(model, data["train"], data["val"], settings, on_epoch=tracking.log_epoch)
         write_csv(reports_dir / "losses.csv", result.rows())
         write_json(reports_dir / "metrics.json", result.summary() | {"code_size": model.code_size})
         figures.loss_curves(result.rows(), reports_dir / "losses.png", p.loss)
-        peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-        mlflow.log_metrics(result.summary() | {
-            "train_seconds": result.train_seconds,
-            "train_images_per_second": result.images_per_second,
-            "peak_host_rss_mib": peak_rss_mib,
-        })  # fmt: skip
+        mlflow.log_metrics(result.summary() | result.speed())
         mlflow.log_artifacts(str(reports_dir), "train")
         mlflow.log_artifact(str(args.noise_figure), "add_noise")
-        version_tags = {
-            "device": device.type,
-            "gpu_name": tags["gpu_name"],
-            "arch": config.arch,
-            "code_size": model.code_size,
-            "best_val_loss": result.best_val_loss,
-        }
         example = to_model_input(data["val"].inputs[:4]).cpu().numpy()
+        version_tags = {key: tags[key] for key in ("device", "gpu_name", "precision")} | {
+            "arch": config.arch, "code_size": model.code_size, "best_val_loss": result.best_val_loss
+        }  # fmt: skip
         registered = tracking.log_and_register_model(
             model, example, params.mlflow.registered_model, version_tags
         )
         save_checkpoint(model_dir / "model.pt", model, config)
         write_json(model_dir / "run.json", {"run_id": run.info.run_id, **registered.as_dict()})
+        mlflow.log_metric("peak_host_rss_mib", peak_host_rss_mib())  # the whole stage's peak
     print(
         f"best val loss {result.best_val_loss:.5f} (epoch {result.best_epoch}); "
         f"{registered.name} version {registered.version}; MLflow run {run.info.run_id}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import torch
 
 from mnist_ae.errors import PipelineError
@@ -52,3 +54,13 @@ def configure_backends(device: torch.device) -> None:
     """cuDNN autotuning picks the fastest kernels for our fixed shapes on CUDA."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+
+
+def peak_host_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB (0 where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, else KiB

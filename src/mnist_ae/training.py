@@ -87,7 +87,12 @@ class TrainResult:
         return self.images_seen / self.train_seconds if self.train_seconds else 0.0
 
     def summary(self) -> dict[str, float]:
+        """What the run achieved: the same on every rerun (a DVC metric)."""
         return {"best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss}
+
+    def speed(self) -> dict[str, float]:
+        """How fast it went: differs between reruns (an MLflow metric only)."""
+        return {"train_seconds": self.train_seconds, "images_per_second": self.images_per_second}
 
     def rows(self) -> list[dict[str, float]]:
         return [

@@ -1,0 +1,41 @@
+"""The throughput benchmark must run on the GPU machines, which have torch but none of our other
+packages: its modules may import nothing else. (Speed itself is measured, never asserted.)"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+NOT_ON_GPU_MACHINES = ["mlflow", "pydantic", "dvc", "yaml", "sklearn", "matplotlib", "tqdm",
+                       "torchvision", "torchmetrics"]  # fmt: skip
+
+
+def run_python(code_or_args: list[str]) -> subprocess.CompletedProcess:
+    env = os.environ | {"PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, *code_or_args], cwd=REPO, env=env, capture_output=True, text=True
+    )
+
+
+def test_benchmark_modules_import_only_torch():
+    check = (  # what our modules add to a bare `import torch` (which may pull in tqdm itself)
+        "import sys, torch; before = set(sys.modules); "
+        "import mnist_ae.models, mnist_ae.training, mnist_ae.devices; "
+        "added = {m.split('.')[0] for m in set(sys.modules) - before}; "
+        f"print(sorted(added & set({NOT_ON_GPU_MACHINES!r})))"
+    )
+    result = run_python(["-c", check])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_benchmark_runs_and_reports_both_loops():
+    result = run_python(
+        ["benchmarks/train_throughput.py", "--arch", "conv", "--images", "512",
+         "--warmup-images", "256", "--rounds", "1", "--batch-size", "64"]
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "device: cpu; torch" in out and "naive DataLoader loop (fp32)" in out
+    assert "our loop (" in out and "ratio:" in out and "peak host RSS" in out
