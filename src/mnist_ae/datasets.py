@@ -15,6 +15,7 @@ from mnist_ae.idx import IDX_FILES, IdxError, read_idx
 from mnist_ae.storage import load_arrays, save_arrays
 
 SPLITS = ("train", "val", "test")
+OOD_MISSING = "UNAVAILABLE.txt"  # left by download-fashion, with the reasons, when no source served
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
 

@@ -11,7 +11,7 @@ import torch
 
 from mnist_ae import figures
 from mnist_ae.datasets import Split, first_of_each_digit, to_unit
-from mnist_ae.metrics import TASKS, image_metrics, mse_per_digit
+from mnist_ae.metrics import TASKS, image_metrics, mse_per_digit, per_image_mse
 from mnist_ae.models import Autoencoder, to_model_input
 from mnist_ae.storage import write_csv, write_json
 
@@ -64,15 +64,42 @@ def evaluate_autoencoder(
 def save_report(
     directory: Path, result: Evaluation, clean: Split, noisy: Split, extra: dict[str, Any]
 ) -> None:
-    """metrics.json (DVC metrics), mse_per_digit.csv (DVC plot) and the reconstruction grid,
-    whose columns are the first test image of each digit so grids of experiments compare."""
+    """metrics.json (DVC metrics), mse_per_digit.csv (DVC plot) and .png (bars), the
+    reconstruction grid, whose columns are the first test image of each digit so grids of
+    experiments compare, and the grid of the test images worst denoised."""
     write_json(directory / "metrics.json", {**result.metrics, **extra})
     digits = sorted(result.per_digit["reconstruction"])
     write_csv(
         directory / "mse_per_digit.csv",
         [{"digit": d, **{f"{t}_mse": result.per_digit[t][d] for t in TASKS}} for d in digits],
     )
-    columns = first_of_each_digit(clean.labels)
+    figures.per_digit_bars(
+        {
+            f"{t} ({source} input)": result.per_digit[t]
+            for t, source in zip(TASKS, ("clean", "noisy"), strict=True)
+        },
+        directory / "mse_per_digit.png",
+    )
+    first = first_of_each_digit(clean.labels)
+    _grid(
+        result,
+        clean,
+        noisy,
+        first,
+        [str(d) for d in clean.labels[first]],
+        directory / "reconstructions.png",
+    )
+    errors = per_image_mse(torch.from_numpy(result.outputs["denoising"]), to_unit(clean.images))
+    worst = torch.argsort(errors, descending=True)[:WORST_COUNT].numpy()
+    titles = [f"{clean.labels[i]}: {errors[i]:.3f}" for i in worst]
+    _grid(result, clean, noisy, worst, titles, directory / "worst.png")
+
+
+WORST_COUNT = 10  # test images shown in the worst-denoised grid
+
+
+def _grid(result: Evaluation, clean: Split, noisy: Split, columns: np.ndarray, titles: list[str],
+          path: Path) -> None:  # fmt: skip
     figures.image_rows(
         [
             ("original", clean.images[columns] / 255.0),
@@ -80,6 +107,6 @@ def save_report(
             ("noisy", noisy.images[columns] / 255.0),
             ("reconstructed\nfrom noisy", result.outputs["denoising"][columns]),
         ],
-        directory / "reconstructions.png",
-        column_titles=[str(d) for d in clean.labels[columns]],
+        path,
+        column_titles=titles,
     )

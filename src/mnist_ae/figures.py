@@ -82,3 +82,80 @@ def error_vs_code_size(
     axis.legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
+
+
+def per_digit_bars(per_task: dict[str, dict[int, float]], path: str | Path) -> None:
+    """Test MSE per digit, one bar per task (clean and noisy input) for each digit."""
+    digits = sorted(next(iter(per_task.values())))
+    width = 0.8 / len(per_task)
+    fig, axis = plt.subplots(figsize=(7, 3.8))
+    for i, (task, values) in enumerate(per_task.items()):
+        positions = [d + (i - (len(per_task) - 1) / 2) * width for d in digits]
+        axis.bar(positions, [values[d] for d in digits], width=width, label=task)
+    axis.set_xticks(digits)
+    axis.set_xlabel("digit")
+    axis.set_ylabel("test MSE per pixel")
+    axis.grid(alpha=0.3, axis="y")
+    axis.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def latent_scatter(points: np.ndarray, labels: np.ndarray, path: str | Path) -> None:
+    """2-D projection of the test codes, one colour per digit."""
+    fig, axis = plt.subplots(figsize=(6.5, 5.5))
+    for digit in range(10):
+        chosen = labels == digit
+        color = plt.cm.tab10(digit)
+        axis.scatter(*points[chosen].T, s=2, alpha=0.5, color=color, label=str(digit))
+    axis.set_xlabel("first principal axis of the codes")
+    axis.set_ylabel("second principal axis")
+    axis.legend(markerscale=6, fontsize=8, title="digit", loc="best")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def score_histogram(
+    scores: dict[str, np.ndarray], threshold: float, path: str | Path, title: str
+) -> None:
+    """Distributions of anomaly scores (log scale) with the decision threshold."""
+    fig, axis = plt.subplots(figsize=(6.5, 4))
+    every = np.concatenate(list(scores.values()))
+    bins = np.geomspace(max(every.min(), 1e-6), every.max(), 80)
+    for name, values in scores.items():
+        axis.hist(values, bins=bins, alpha=0.55, label=name)
+    axis.axvline(threshold, color="k", linestyle="--", label="threshold")
+    axis.set_xscale("log")
+    axis.set_xlabel("reconstruction MSE per pixel (anomaly score)")
+    axis.set_ylabel("images")
+    axis.set_title(title, fontsize=9)
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def note(text: str, path: str | Path) -> None:
+    """A figure that only says why there is no figure (a skipped analysis)."""
+    fig, axis = plt.subplots(figsize=(6.5, 1.5))
+    axis.axis("off")
+    axis.text(0.5, 0.5, text, ha="center", va="center", wrap=True, fontsize=9)
+    _save(fig, path)
+
+
+def code_size_sweep(rows: Sequence[dict[str, float]], path: str | Path) -> None:
+    """Test MSE against code size: the autoencoder trained at each size against PCA."""
+    sizes = [row["code_size"] for row in rows]
+    fig, axis = plt.subplots(figsize=(6.5, 4.2))
+    for task, source, color in (("reconstruction", "clean", "C0"), ("denoising", "noisy", "C1")):
+        axis.plot(sizes, [r[f"pca_{task}_mse"] for r in rows], marker="o", linestyle="--",
+                  color=color, label=f"PCA, {source} input")  # fmt: skip
+        axis.plot(sizes, [r[f"autoencoder_{task}_mse"] for r in rows], marker="*", markersize=10,
+                  color=color, label=f"autoencoder, {source} input")  # fmt: skip
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("code size (numbers per image)")
+    axis.set_ylabel("test MSE per pixel (vs clean image)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)

@@ -54,20 +54,31 @@ class SeedAutoencoder(Autoencoder):
         self.code_size = 32 * 7 * 7
 
 
+def _conv_block(cin: int, cout: int, stride: int = 1, transpose: bool = False) -> list[nn.Module]:
+    """3x3 convolution (transposed to upsample), batch norm, ReLU."""
+    if transpose:
+        conv = nn.ConvTranspose2d(cin, cout, 3, stride=stride, padding=1, output_padding=stride - 1)
+    else:
+        conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+    return [conv, nn.BatchNorm2d(cout), nn.ReLU()]
+
+
 class ConvAutoencoder(Autoencoder):
-    """Strided convolutions around a dense bottleneck of `latent_dim` numbers."""
+    """Two 3x3 convolutions per resolution (28 -> 14 -> 7, 32 then 64 channels) with batch norm,
+    around a dense bottleneck of `latent_dim` numbers; the decoder mirrors the encoder."""
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 32, 3, stride=2, padding=1), nn.ReLU(),   # 32 x 14 x 14
-            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),  # 64 x 7 x 7
+            *_conv_block(1, 32, stride=2), *_conv_block(32, 32),    # 32 x 14 x 14
+            *_conv_block(32, 64, stride=2), *_conv_block(64, 64),   # 64 x 7 x 7
             nn.Flatten(), nn.Linear(64 * 7 * 7, latent_dim),
         )  # fmt: skip
         self.decoder = nn.Sequential(
             nn.Linear(latent_dim, 64 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (64, 7, 7)),
-            nn.ConvTranspose2d(64, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(32, 1, 3, stride=2, padding=1, output_padding=1),
+            *_conv_block(64, 64), *_conv_block(64, 32, stride=2, transpose=True),  # 32 x 14 x 14
+            *_conv_block(32, 32),
+            nn.ConvTranspose2d(32, 1, 3, stride=2, padding=1, output_padding=1),  # 1 x 28 x 28
         )  # fmt: skip
         self.code_size = latent_dim
 

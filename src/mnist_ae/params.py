@@ -44,19 +44,53 @@ class ModelParams(_Section):
 
 
 class TrainParams(_Section):
-    loss: Literal["bce", "mse", "l1"] = "bce"
-    lr: float = Field(1e-3, gt=0, le=1)
-    epochs: int = Field(15, ge=1, le=10_000)
+    loss: Literal["psnr", "bce", "mse", "l1"] = "psnr"
+    lr: float = Field(0.004, gt=0, le=1)
+    epochs: int = Field(30, ge=1, le=10_000)
     batch_size: int = Field(128, ge=1, le=65_536)
     denoise: bool = True
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     # auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False  # torch.compile (with CUDA graphs on CUDA): pays for long runs
+    schedule: Literal["onecycle", "constant"] = "onecycle"  # learning rate over the steps
+    fresh_noise: bool = False  # new noise (noise.std) each batch instead of add-noise's copy
+
+    @model_validator(mode="after")
+    def _fresh_noise_needs_denoising(self) -> TrainParams:
+        if self.fresh_noise and not self.denoise:
+            raise ValueError("train.fresh_noise needs train.denoise: true (it makes noisy inputs)")
+        return self
 
 
 class EvaluateParams(_Section):
     batch_size: int = Field(1000, ge=1, le=65_536)
+
+
+class LatentParams(_Section):
+    interpolate: list[int] = Field(default_factory=lambda: [3, 7], min_length=2, max_length=2)
+    steps: int = Field(10, ge=2, le=50)
+
+    @field_validator("interpolate")
+    @classmethod
+    def _digits(cls, digits: list[int]) -> list[int]:
+        if any(not 0 <= d <= 9 for d in digits):
+            raise ValueError("interpolate between two digits from 0 to 9")
+        return digits
+
+
+class AnomalyParams(_Section):
+    source: Literal["auto", "debian", "mirrors", "local"] = "auto"
+    local_dir: str | None = None
+    false_alarm_rate: float = Field(0.01, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _local_needs_dir(self) -> AnomalyParams:
+        if self.source == "local" and not self.local_dir:
+            raise ValueError(
+                "anomaly.local_dir must name a directory when anomaly.source is 'local'"
+            )
+        return self
 
 
 class ComparePcaParams(_Section):
@@ -84,6 +118,8 @@ class Params(_Section):
     model: ModelParams = ModelParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    latent: LatentParams = LatentParams()
+    anomaly: AnomalyParams = AnomalyParams()
     compare_pca: ComparePcaParams = ComparePcaParams()
     mlflow: MlflowParams = MlflowParams()
 

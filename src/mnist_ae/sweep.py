@@ -1,0 +1,118 @@
+"""The code-size sweep: one DVC experiment per code size through DVC's queue, then one chart of
+the autoencoder's test error against PCA's at the same sizes.
+
+    python -m mnist_ae.sweep run --sizes 2 4 8 16 32 64 128 --set train.epochs=10
+    python -m mnist_ae.sweep collect        # (run does this at the end)
+
+Each experiment is named sweep-code-<size>; its MLflow run carries that name, which is how
+`collect` finds the latest result for each size. PCA's errors come from compare-pca's pca.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+
+from mnist_ae import figures, tracking
+from mnist_ae.params import load_params
+from mnist_ae.storage import publish_files, write_csv
+
+PREFIX = "sweep-code-"
+
+
+def dvc(*args: str) -> str:
+    result = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"dvc {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def run(sizes: list[int], settings: list[str], jobs: int) -> None:
+    """Queue one experiment per size, run the queue, wait for it to drain."""
+    for size in sizes:
+        extra = [arg for setting in settings for arg in ("-S", setting)]
+        dvc(
+            "exp",
+            "run",
+            "--queue",
+            "-n",
+            f"{PREFIX}{size}",
+            "-S",
+            f"model.latent_dim={size}",
+            *extra,
+        )
+    dvc("queue", "start", "-j", str(jobs))
+    while any(word in dvc("queue", "status") for word in ("Queued", "Running")):
+        time.sleep(5)
+    failed = [line for line in dvc("queue", "status").splitlines() if "Failed" in line]
+    if failed:
+        sys.exit("some sweep experiments failed (see `dvc queue logs NAME`):\n" + "\n".join(failed))
+
+
+def collect(params_path: Path, pca_csv: Path, out: Path) -> list[dict[str, float]]:
+    """The latest finished run of each swept size, beside PCA at that size; CSV, chart, MLflow."""
+    params = load_params(params_path)
+    tracking.setup(params.mlflow.experiment)
+    runs = mlflow.search_runs(
+        filter_string=f"tags.dvc_exp_name LIKE '{PREFIX}%' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+    with open(pca_csv) as handle:
+        pca = {int(row["code_size"]): row for row in csv.DictReader(handle)}
+    rows: dict[int, dict[str, float]] = {}
+    for _, found in runs.iterrows():
+        size = int(found["params.model.latent_dim"])
+        if size in rows or size not in pca or is_missing(found.get("metrics.test_denoising_mse")):
+            continue  # an older run of the same size, or one without evaluation
+        rows[size] = {
+            "code_size": size,
+            "epochs": int(found["params.train.epochs"]),
+            "autoencoder_reconstruction_mse": found["metrics.test_reconstruction_mse"],
+            "autoencoder_denoising_mse": found["metrics.test_denoising_mse"],
+            "autoencoder_denoising_psnr": found["metrics.test_denoising_psnr"],
+            "pca_reconstruction_mse": float(pca[size]["reconstruction_mse"]),
+            "pca_denoising_mse": float(pca[size]["denoising_mse"]),
+            "pca_denoising_psnr": float(pca[size]["denoising_psnr"]),
+        }
+    table = [rows[size] for size in sorted(rows)]
+    if not table:
+        sys.exit(f"no finished {PREFIX}* runs in MLflow with a size that {pca_csv} has")
+    with publish_files(out) as staging:
+        write_csv(staging / "sweep.csv", table)
+        figures.code_size_sweep(table, staging / "sweep.png")
+        with mlflow.start_run(run_name="code-size-sweep", tags={"kind": "sweep"}):
+            mlflow.log_artifacts(str(staging), "sweep")
+    for row in table:
+        ae, linear = row["autoencoder_reconstruction_mse"], row["pca_reconstruction_mse"]
+        print(f"code {row['code_size']:4d}: clean-input MSE {ae:.5f}, PCA {linear:.5f}")
+    return table
+
+
+def is_missing(value: object) -> bool:
+    return value is None or value != value  # NaN is the only value not equal to itself
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("run", "collect"))
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
+    parser.add_argument("--set", dest="settings", action="append", default=[],
+                        help="extra `dvc exp run -S` settings, e.g. train.epochs=10")  # fmt: skip
+    parser.add_argument("--jobs", type=int, default=1, help="experiments run at once")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--pca", type=Path, default=Path("reports/compare_pca/pca.csv"))
+    parser.add_argument("--out", type=Path, default=Path("reports/sweep"))
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        run(args.sizes, args.settings, args.jobs)
+    collect(args.params, args.pca, args.out)
+
+
+if __name__ == "__main__":
+    main()
