@@ -51,6 +51,13 @@ def test_invalid_params_name_the_key(raw_change, named):
     assert named in str(caught.value)
 
 
+def test_fresh_noise_requires_denoising():
+    raw = with_value("train", "fresh_noise", True)
+    raw["train"]["denoise"] = False
+    with pytest.raises(ParamsError, match=r"fresh_noise needs train\.denoise"):
+        parse_params(raw)
+
+
 def test_local_source_requires_a_directory():
     with pytest.raises(ParamsError, match="local_dir"):
         parse_params(with_value("data", "source", "local"))

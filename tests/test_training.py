@@ -86,3 +86,31 @@ def test_precision_choice():
     assert resolve_precision(torch.device("mps"), "auto") == "fp32"
     assert resolve_precision(CPU, "fp32") == "fp32"
     assert resolve_precision(CPU, "auto") in ("fp32", "bf16")
+
+
+def test_psnr_loss_is_minus_the_mean_per_image_psnr():
+    target = torch.zeros(2, 1, 2, 2)
+    probs = torch.stack([torch.full((1, 2, 2), 0.1), torch.full((1, 2, 2), 0.01)])  # MSE 1e-2, 1e-4
+    logits = torch.logit(probs)
+    loss = reconstruction_loss(logits, target, "psnr")
+    assert float(loss) == pytest.approx(-(20 + 40) / 2, abs=1e-3)
+
+
+def test_fresh_noise_is_8_bit_seeded_and_new_every_draw():
+    settings = TrainSettings("bce", 1e-3, 1, 4, seed=0, fresh_noise_std=0.4)
+    trainer = Trainer(build_model(ModelConfig("conv", 4)), settings, CPU)
+    clean = torch.full((64, 28, 28), 128, dtype=torch.uint8)
+    first = trainer._noisy(clean, torch.Generator().manual_seed(1))
+    again = trainer._noisy(clean, torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    trainer._noisy(clean, generator)
+    second = trainer._noisy(clean, generator)
+    assert first.dtype == torch.uint8 and torch.equal(first, again)
+    assert not torch.equal(first, second)
+    spread = (first.float() - 128).std() / 255
+    assert float(spread) == pytest.approx(0.4, abs=0.03)  # a little under: clipping at 0 and 1
+
+
+def test_fresh_noise_training_runs_and_learns():
+    _, result, *_ = train_once(epochs=2, fresh_noise_std=0.3, schedule="onecycle")
+    assert result.history[-1].val_loss < result.history[0].val_loss

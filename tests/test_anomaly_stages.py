@@ -1,0 +1,73 @@
+"""download-fashion and anomaly as DVC runs them, when Fashion-MNIST cannot be had: a clear
+message, success, and a report that says the analysis was skipped."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import yaml
+from helpers import make_split
+
+from mnist_ae import tracking
+from mnist_ae.checkpoints import save_checkpoint
+from mnist_ae.datasets import OOD_MISSING, save_split
+from mnist_ae.models import ModelConfig, build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    command = [
+        sys.executable,
+        str(REPO / "stages" / f"{name}.py"),
+        "--params",
+        "params.yaml",
+        *args,
+    ]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_without_fashion_mnist_the_analysis_is_skipped_and_the_pipeline_goes_on(tmp_path):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["anomaly"] |= {"source": "local", "local_dir": str(tmp_path / "nowhere")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
+
+    fetched = stage("download_fashion", "--out", "data/fashion", cwd=tmp_path)
+    assert fetched.returncode == 0, fetched.stderr
+    assert "Fashion-MNIST unavailable, the anomaly analysis will be skipped" in fetched.stdout
+    note = (tmp_path / "data" / "fashion" / OOD_MISSING).read_text()
+    assert "nowhere is not a directory" in note
+
+    processed = tmp_path / "data" / "processed"
+    processed.mkdir(parents=True)
+    for name in ("val", "test"):
+        save_split(processed / f"{name}.npz", make_split(20))
+    (tmp_path / "models").mkdir()
+    save_checkpoint(
+        tmp_path / "models" / "model.pt",
+        build_model(ModelConfig("conv", 4)),
+        ModelConfig("conv", 4),
+    )
+    previous = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        tracking.setup(params["mlflow"]["experiment"], tmp_path)
+        with mlflow.start_run() as run:
+            pass
+    finally:
+        mlflow.set_tracking_uri(None)
+        os.chdir(previous)
+    (tmp_path / "models" / "run.json").write_text(json.dumps({"run_id": run.info.run_id}))
+
+    analysed = stage("anomaly", "--processed", "data/processed", "--fashion", "data/fashion",
+                     "--model", "models", "--out", "reports/anomaly", cwd=tmp_path)  # fmt: skip
+    assert analysed.returncode == 0, analysed.stderr
+    assert "anomaly analysis skipped: Fashion-MNIST unavailable" in analysed.stdout
+    report = json.loads((tmp_path / "reports" / "anomaly" / "metrics.json").read_text())
+    assert report == {"ood_available": False}
+    assert (tmp_path / "reports" / "anomaly" / "scores.png").stat().st_size > 0
