@@ -54,7 +54,7 @@ class TrainParams(_Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False  # torch.compile (with CUDA graphs on CUDA): pays for long runs
     schedule: Literal["onecycle", "constant"] = "onecycle"  # learning rate over the steps
-    fresh_noise: bool = False  # new noise (noise.std) each batch instead of add-noise's copy
+    fresh_noise: bool = True  # new noise (noise.std) each batch instead of add-noise's copy
 
     @model_validator(mode="after")
     def _fresh_noise_needs_denoising(self) -> TrainParams:
