@@ -97,7 +97,7 @@ def test_psnr_loss_is_minus_the_mean_per_image_psnr():
 
 
 def test_fresh_noise_is_8_bit_seeded_and_new_every_draw():
-    settings = TrainSettings("bce", 1e-3, 1, 4, seed=0, fresh_noise_std=0.4)
+    settings = TrainSettings("bce", 1e-3, 1, 4, seed=0, fresh_noise_std=0.1)
     trainer = Trainer(build_model(ModelConfig("conv", 4)), settings, CPU)
     clean = torch.full((64, 28, 28), 128, dtype=torch.uint8)
     first = trainer._noisy(clean, torch.Generator().manual_seed(1))
@@ -108,7 +108,7 @@ def test_fresh_noise_is_8_bit_seeded_and_new_every_draw():
     assert first.dtype == torch.uint8 and torch.equal(first, again)
     assert not torch.equal(first, second)
     spread = (first.float() - 128).std() / 255
-    assert float(spread) == pytest.approx(0.4, abs=0.03)  # a little under: clipping at 0 and 1
+    assert float(spread) == pytest.approx(0.1, abs=0.005)  # at mid-grey, 0.1 hardly ever clips
 
 
 def test_fresh_noise_training_runs_and_learns():

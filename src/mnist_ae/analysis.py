@@ -10,24 +10,18 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from mnist_ae.datasets import to_unit
-from mnist_ae.evaluation import reconstruct
+from mnist_ae.evaluation import batched, reconstruct
 from mnist_ae.metrics import per_image_mse
 from mnist_ae.models import Autoencoder, to_model_input
 from mnist_ae.pca import PCA
 
 
-@torch.inference_mode()
 def encode(
     model: Autoencoder, images: np.ndarray, batch_size: int, device: torch.device
 ) -> torch.Tensor:
     """Codes of uint8 images (N x 28 x 28), flattened to N x code_size, on the CPU."""
     model.eval()
-    source = torch.from_numpy(images).to(device)
-    codes = [
-        model.encode(to_model_input(source[i : i + batch_size])).flatten(1).float().cpu()
-        for i in range(0, len(source), batch_size)
-    ]
-    return torch.cat(codes)
+    return batched(lambda x: model.encode(x).flatten(1), images, batch_size, device)
 
 
 @torch.inference_mode()

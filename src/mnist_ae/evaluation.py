@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,16 +33,27 @@ class Evaluation:
 
 
 @torch.inference_mode()
+def batched(
+    function: Callable[[torch.Tensor], torch.Tensor],
+    images: np.ndarray,
+    batch_size: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """`function` of uint8 images (scaled to [0, 1] on `device`) in batches, gathered on the CPU."""
+    source = torch.from_numpy(images).to(device)
+    outputs = [
+        function(to_model_input(source[i : i + batch_size])).float().cpu()
+        for i in range(0, len(source), batch_size)
+    ]
+    return torch.cat(outputs)
+
+
 def reconstruct(
     model: Autoencoder, images: np.ndarray, batch_size: int, device: torch.device
 ) -> np.ndarray:
     """Model output for uint8 images, batched on `device`: float32 N x 28 x 28 in [0, 1]."""
     model.eval()
-    source = torch.from_numpy(images).to(device)
-    outputs = [
-        model(to_model_input(source[i : i + batch_size])) for i in range(0, len(source), batch_size)
-    ]
-    return torch.cat(outputs).squeeze(1).float().cpu().numpy()
+    return batched(model, images, batch_size, device).squeeze(1).numpy()
 
 
 def evaluate_autoencoder(

@@ -61,6 +61,18 @@ def loss_curves(rows: Sequence[dict[str, float]], path: str | Path, loss: str) -
     _save(fig, path)
 
 
+def _finish_code_size_chart(fig: plt.Figure, axis: plt.Axes, path: str | Path) -> None:
+    """Shared look of the charts of test MSE against code size (both axes logarithmic)."""
+    axis.set_xscale("log", base=2)
+    axis.set_yscale("log")
+    axis.set_xlabel("code size (numbers per image)")
+    axis.set_ylabel("test MSE per pixel (vs clean image)")
+    axis.grid(alpha=0.3, which="both")
+    axis.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def error_vs_code_size(
     pca_sizes: Sequence[int],
     pca_errors: dict[str, Sequence[float]],
@@ -74,14 +86,7 @@ def error_vs_code_size(
         axis.plot(pca_sizes, errors, marker="o", color=color, label=f"PCA, {kind} input")
         axis.scatter([ae_size], [ae_errors[kind]], marker="*", s=200, color=color, edgecolor="k",
                      zorder=3, label=f"autoencoder, {kind} input")  # fmt: skip
-    axis.set_xscale("log", base=2)
-    axis.set_yscale("log")
-    axis.set_xlabel("code size (numbers per image)")
-    axis.set_ylabel("test MSE per pixel (vs clean image)")
-    axis.grid(alpha=0.3, which="both")
-    axis.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish_code_size_chart(fig, axis, path)
 
 
 def per_digit_bars(per_task: dict[str, dict[int, float]], path: str | Path) -> None:
@@ -151,11 +156,4 @@ def code_size_sweep(rows: Sequence[dict[str, float]], path: str | Path) -> None:
                   color=color, label=f"PCA, {source} input")  # fmt: skip
         axis.plot(sizes, [r[f"autoencoder_{task}_mse"] for r in rows], marker="*", markersize=10,
                   color=color, label=f"autoencoder, {source} input")  # fmt: skip
-    axis.set_xscale("log", base=2)
-    axis.set_yscale("log")
-    axis.set_xlabel("code size (numbers per image)")
-    axis.set_ylabel("test MSE per pixel (vs clean image)")
-    axis.grid(alpha=0.3, which="both")
-    axis.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish_code_size_chart(fig, axis, path)
