@@ -4,7 +4,6 @@ for the chosen false-alarm rate; a histogram of both score distributions."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -27,6 +26,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the reports")
     args = parser.parse_args()
     params = load_params(args.params)
+    run_record = tracking.read_run_record(args.model / tracking.RUN_RECORD)
     device = select_device(params.train.device)
 
     missing = args.fashion / OOD_MISSING
@@ -55,7 +55,7 @@ def main() -> None:
             print(title)
         write_json(out / "metrics.json", metrics)
         tracking.setup(params.mlflow.experiment)
-        with tracking.resume_run(json.loads((args.model / "run.json").read_text())["run_id"]):
+        with tracking.resume_run(run_record["run_id"]):
             tracking.log_params_once(flatten(params, ("anomaly",)))
             mlflow.log_metrics({f"anomaly_{k}": float(v) for k, v in metrics.items()})
             mlflow.log_artifacts(str(out), "anomaly")

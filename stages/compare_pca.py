@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the reports")
     args = parser.parse_args()
     params = load_params(args.params)
+    run_record = tracking.read_run_record(args.run)
 
     evaluated = json.loads(args.evaluation.read_text())
     autoencoder = {"code_size": evaluated["code_size"]} | {
@@ -43,7 +44,7 @@ def main() -> None:
     with publish_files(args.out) as out:
         save_report(out, rows, autoencoder, metrics)
         tracking.setup(params.mlflow.experiment)
-        with tracking.resume_run(json.loads(args.run.read_text())["run_id"]):
+        with tracking.resume_run(run_record["run_id"]):
             tracking.log_params_once(flatten(params, ("compare_pca",)))
             ratios = {k: v for k, v in metrics.items() if k.endswith(("_ratio", "_db"))}
             mlflow.log_metrics({f"vs_pca_{k}": v for k, v in ratios.items()})

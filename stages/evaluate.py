@@ -3,7 +3,6 @@ and the registry's champion rule (beat PCA at equal code size and the current ch
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -29,10 +28,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the reports")
     args = parser.parse_args()
     params = load_params(args.params)
+    run_record = tracking.read_run_record(args.model / tracking.RUN_RECORD)
     device = select_device(params.train.device)
 
     model = load_checkpoint(args.model / "model.pt", device)
-    run_info = json.loads((args.model / "run.json").read_text())
     clean, noisy = load_split(args.processed / "test.npz"), load_split(args.noisy / "test.npz")
     result = evaluate_autoencoder(model, clean, noisy, params.evaluate.batch_size, device)
     # The champion rule needs PCA at this code size (784 or more components: lossless).
@@ -48,12 +47,12 @@ def main() -> None:
             "pca_same_code_size": pca_row,
         })  # fmt: skip
         tracking.setup(params.mlflow.experiment)
-        with tracking.resume_run(run_info["run_id"]):
+        with tracking.resume_run(run_record["run_id"]):
             tracking.log_params_once(flatten(params, ("evaluate",)))
             mlflow.log_metrics(result.flat_metrics())
             mlflow.log_metric("pca_same_code_size_denoising_psnr", pca_row["denoising_psnr"])
             mlflow.log_artifacts(str(out), "evaluate")
-            name, version = run_info["registered_model"], run_info["version"]
+            name, version = run_record["registered_model"], run_record["version"]
             tracking.tag_model_version(name, version, {
                 k: round(v, 6) for k, v in result.flat_metrics().items() if "digit" not in k
             })  # fmt: skip

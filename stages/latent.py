@@ -3,7 +3,6 @@ as one strip, and the test set's codes on their first two principal axes, colour
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -27,6 +26,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the figures")
     args = parser.parse_args()
     params = load_params(args.params)
+    run_record = tracking.read_run_record(args.model / tracking.RUN_RECORD)
     device = select_device(params.train.device)
 
     model = load_checkpoint(args.model / "model.pt", device)
@@ -43,7 +43,7 @@ def main() -> None:
             for (x, y), d in zip(points[:MAP_POINTS], test.labels[:MAP_POINTS], strict=True)
         ])  # fmt: skip
         tracking.setup(params.mlflow.experiment)
-        with tracking.resume_run(json.loads((args.model / "run.json").read_text())["run_id"]):
+        with tracking.resume_run(run_record["run_id"]):
             tracking.log_params_once(flatten(params, ("latent",)))
             mlflow.log_artifacts(str(out), "latent")
     print(f"interpolated {a} -> {b} in {params.latent.steps} steps; mapped {len(points):,} codes")

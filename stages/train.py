@@ -77,7 +77,8 @@ def main() -> None:
             model, example, params.mlflow.registered_model, version_tags
         )
         save_checkpoint(model_dir / "model.pt", model, config)
-        write_json(model_dir / "run.json", {"run_id": run.info.run_id, **registered.as_dict()})
+        run_record = {"run_id": run.info.run_id, **registered.as_dict()}
+        write_json(model_dir / tracking.RUN_RECORD, run_record)
         mlflow.log_metric("peak_host_rss_mib", peak_host_rss_mib())  # the whole stage's peak
     print(
         f"best val loss {result.best_val_loss:.5f} (epoch {result.best_epoch}); "

@@ -76,6 +76,33 @@ def test_resuming_an_unknown_run_says_how_to_recover(store):
         pass
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "missing; run the train stage"),
+        ("{", "not valid JSON"),
+        ('{"version": "1"}', "no run_id"),
+    ],
+)
+def test_a_bad_run_record_is_named_with_the_way_to_recover(tmp_path, content, message):
+    path = tmp_path / tracking.RUN_RECORD
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(tracking.TrackingError, match=message) as raised:
+        tracking.read_run_record(path)
+    assert str(path) in str(raised.value)
+
+
+def test_run_record_round_trips(tmp_path):
+    path = tmp_path / tracking.RUN_RECORD
+    path.write_text('{"run_id": "abc", "registered_model": "m", "version": "3"}')
+    assert tracking.read_run_record(path) == {
+        "run_id": "abc",
+        "registered_model": "m",
+        "version": "3",
+    }
+
+
 def new_version(name: str, psnr: float | None = None) -> str:
     client = MlflowClient()
     if not client.search_registered_models(f"name='{name}'"):

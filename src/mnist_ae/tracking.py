@@ -7,6 +7,7 @@ experiment in a copy under `.dvc/tmp/exps/` (which lacks the git-ignored store).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -110,6 +111,23 @@ def log_epoch(epoch: Any) -> None:
     )
 
 
+RUN_RECORD = "run.json"  # in the train stage's model directory: the run and registered version
+RETRAIN = "rerun training with `dvc repro --force train`"
+
+
+def read_run_record(path: Path) -> dict[str, Any]:
+    """The train stage's record of its MLflow run (`run_id`, `registered_model`, `version`)."""
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TrackingError(f"{path}: missing; run the train stage: dvc repro train") from None
+    except json.JSONDecodeError as error:
+        raise TrackingError(f"{path}: not valid JSON ({error}); {RETRAIN}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("run_id"), str):
+        raise TrackingError(f"{path}: no run_id; {RETRAIN}")
+    return record
+
+
 @contextmanager
 def resume_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
     """Reopen the training's run so a later stage adds its metrics and artifacts to it."""
@@ -118,7 +136,7 @@ def resume_run(run_id: str) -> Iterator[mlflow.ActiveRun]:
     except MlflowException:
         raise TrackingError(
             f"MLflow run {run_id} (from the train stage's outputs) is not in the store at "
-            f"{mlflow.get_tracking_uri()}; rerun training with `dvc repro --force train`"
+            f"{mlflow.get_tracking_uri()}; {RETRAIN}"
         ) from None
     with mlflow.start_run(run_id=run_id) as run:
         yield run
