@@ -55,27 +55,29 @@ class SeedAutoencoder(Autoencoder):
 
 
 def _conv_block(cin: int, cout: int, stride: int = 1, transpose: bool = False) -> list[nn.Module]:
-    """3x3 convolution (transposed to upsample), batch norm, ReLU."""
+    """3x3 convolution (transposed to upsample), batch norm, SiLU."""
     if transpose:
         conv = nn.ConvTranspose2d(cin, cout, 3, stride=stride, padding=1, output_padding=stride - 1)
     else:
         conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
-    return [conv, nn.BatchNorm2d(cout), nn.ReLU()]
+    return [conv, nn.BatchNorm2d(cout), nn.SiLU()]
 
 
 class ConvAutoencoder(Autoencoder):
-    """Two 3x3 convolutions per resolution (28 -> 14 -> 7, 32 then 64 channels) with batch norm,
-    around a dense bottleneck of `latent_dim` numbers; the decoder mirrors the encoder."""
+    """A 16-channel convolution at full resolution (it sees the noise before any striding), then
+    two 3x3 convolutions per resolution (28 -> 14 -> 7, 32 then 64 channels), all with batch norm
+    and SiLU, around a dense bottleneck of `latent_dim` numbers; the decoder mirrors the encoder."""
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            *_conv_block(1, 32, stride=2), *_conv_block(32, 32),    # 32 x 14 x 14
+            *_conv_block(1, 16),                                    # 16 x 28 x 28
+            *_conv_block(16, 32, stride=2), *_conv_block(32, 32),   # 32 x 14 x 14
             *_conv_block(32, 64, stride=2), *_conv_block(64, 64),   # 64 x 7 x 7
             nn.Flatten(), nn.Linear(64 * 7 * 7, latent_dim),
         )  # fmt: skip
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, 64 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (64, 7, 7)),
+            nn.Linear(latent_dim, 64 * 7 * 7), nn.SiLU(), nn.Unflatten(1, (64, 7, 7)),
             *_conv_block(64, 64), *_conv_block(64, 32, stride=2, transpose=True),  # 32 x 14 x 14
             *_conv_block(32, 32),
             nn.ConvTranspose2d(32, 1, 3, stride=2, padding=1, output_padding=1),  # 1 x 28 x 28
