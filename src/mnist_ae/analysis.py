@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
 
 from mnist_ae.datasets import to_unit
 from mnist_ae.evaluation import batched, reconstruct
@@ -72,6 +71,9 @@ def detect_anomalies(
 ) -> AnomalyReport:
     """Scores are reconstruction errors (higher: more anomalous). The threshold is the
     validation scores' (1 - false_alarms) quantile, chosen without seeing the test sets."""
+    # Imported here: scikit-learn takes seconds to import and only the anomaly stage needs it.
+    from sklearn.metrics import roc_auc_score
+
     threshold = float(np.quantile(val_scores, 1 - false_alarms))
     labels = np.concatenate([np.zeros(len(test_scores)), np.ones(len(ood_scores))])
     return AnomalyReport(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 # The two scored tasks: clean input (reconstruction) and noisy input (denoising); the target is
 # always the clean image.
@@ -39,6 +38,9 @@ def mean_bce(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 def mean_ssim(pred: torch.Tensor, target: torch.Tensor, batch_size: int = 2000) -> float:
     """Mean SSIM (torchmetrics: 11x11 Gaussian window, sigma 1.5), computed in batches."""
+    # Imported here: torchmetrics takes seconds to import and only the evaluate stage needs SSIM.
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
     pred, target = pred.float().reshape(-1, 1, 28, 28), target.float().reshape(-1, 1, 28, 28)
     total = 0.0
     for start in range(0, len(pred), batch_size):
