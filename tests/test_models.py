@@ -44,8 +44,9 @@ def test_checkpoint_round_trip(tmp_path):
     assert not loaded.training
     # Same weights; the channels_last kernels may round differently in the last bits.
     torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=1e-5)
+    loaded_state = loaded.state_dict()
     for name, value in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[name], value), name
+        assert torch.equal(loaded_state[name], value), name
 
 
 def test_batched_reconstruction_matches_one_batch():

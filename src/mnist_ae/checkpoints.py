@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from mnist_ae.devices import uses_channels_last
 from mnist_ae.models import Autoencoder, ModelConfig, build_model
 from mnist_ae.storage import atomic_path
 
@@ -18,9 +19,12 @@ def save_checkpoint(path: str | Path, model: Autoencoder, config: ModelConfig) -
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Autoencoder:
     """Rebuild the network from its saved config and load its weights (no pickled code), ready
-    for inference. Its convolutions run channels_last, as in training: on the CPU that is 1.5x
+    for inference, in the layout training uses on `device`: channels_last on the CPU is 1.5x
     faster than the default layout, and outputs agree to about 1e-6."""
+    device = torch.device(device)
     checkpoint = torch.load(path, map_location=device, weights_only=True)
-    model = build_model(ModelConfig(**checkpoint["config"]))
+    model = build_model(ModelConfig(**checkpoint["config"])).to(device)
     model.load_state_dict(checkpoint["state_dict"])
-    return model.to(device, memory_format=torch.channels_last).eval()
+    if uses_channels_last(device):
+        model.to(memory_format=torch.channels_last)
+    return model.eval()
