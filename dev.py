@@ -4,6 +4,7 @@
     python3 dev.py repro [dvc repro options]   # the whole pipeline
     python3 dev.py test  [pytest options]      # the test suite
     python3 dev.py ui                          # mlflow ui on this repository's store
+    python3 dev.py stack up|env|status|down    # the local team stack (PostgreSQL, S3, MLflow)
 
 Each call installs uv if it is missing (into .tools/), syncs .venv exactly to uv.lock, then runs
 the command inside that environment.
@@ -25,6 +26,7 @@ COMMANDS = {
     "repro": ["dvc", "repro"],
     "test": ["pytest"],
     "ui": ["mlflow", "ui", "--backend-store-uri", f"sqlite:///{ROOT / 'mlflow.db'}"],
+    "stack": ["python", "-m", "mnist_ae.stack"],
 }
 
 
