@@ -101,8 +101,13 @@ def compare_loops(args: argparse.Namespace, device: torch.device) -> None:
     naive_model = build_model(config).to(device)
     naive_optimizer = torch.optim.Adam(naive_model.parameters(), lr=1e-3)
     cuda = device.type == "cuda"
-    loader_options = {"batch_size": args.batch_size, "shuffle": True, "drop_last": True,
-                      "num_workers": 1 if cuda else 0, "pin_memory": cuda}  # fmt: skip
+    loader_options = {
+        "batch_size": args.batch_size,
+        "shuffle": True,
+        "drop_last": True,
+        "num_workers": 1 if cuda else 0,
+        "pin_memory": cuda,
+    }
 
     def naive(data: torch.Tensor) -> int:
         loader = DataLoader(OneImageAtATime(data), **loader_options)
@@ -110,10 +115,15 @@ def compare_loops(args: argparse.Namespace, device: torch.device) -> None:
 
     torch.manual_seed(0)
     settings = TrainSettings(
-        "bce", 1e-3, 1, args.batch_size, seed=0,
+        "bce",
+        1e-3,
+        1,
+        args.batch_size,
+        seed=0,
         precision=resolve_precision(device, args.precision),
-        channels_last=uses_channels_last(device), compile=args.compile,
-    )  # fmt: skip
+        channels_last=uses_channels_last(device),
+        compile=args.compile,
+    )
     trainer = Trainer(build_model(config).to(device), settings, device)
     generator = torch.Generator(device=device).manual_seed(0)
     resident, resident_warmup = Pairs(*[images.to(device)] * 2), Pairs(*[warmup.to(device)] * 2)
@@ -129,11 +139,15 @@ def compare_loops(args: argparse.Namespace, device: torch.device) -> None:
         naive_rates.append(timed(lambda: naive(images)))
         our_rates.append(timed(lambda: ours(resident)))
     naive_rate, our_rate = statistics.median(naive_rates), statistics.median(our_rates)
-    print(f"arch {args.arch}, batch {args.batch_size}, {args.images:,} images per timed epoch, "
-          f"median of {args.rounds} rounds after warm-up")  # fmt: skip
+    print(
+        f"arch {args.arch}, batch {args.batch_size}, {args.images:,} images per timed epoch, "
+        f"median of {args.rounds} rounds after warm-up"
+    )
     print(f"  naive DataLoader loop (fp32): {naive_rate:12,.0f} images/s")
-    print(f"  our loop ({settings.precision}{', channels_last' if settings.channels_last else ''}"
-          f"{', compiled' if settings.compile else ''}): {our_rate:12,.0f} images/s")  # fmt: skip
+    print(
+        f"  our loop ({settings.precision}{', channels_last' if settings.channels_last else ''}"
+        f"{', compiled' if settings.compile else ''}): {our_rate:12,.0f} images/s"
+    )
     print(f"  ratio: {our_rate / naive_rate:.2f}x")
 
 
@@ -144,20 +158,29 @@ def full_run(args: argparse.Namespace, device: torch.device) -> None:
     val = make_images(10_000, seed=1, source=args.data).to(device)
     torch.manual_seed(0)
     settings = TrainSettings(
-        "bce", 1e-3, args.epochs, args.batch_size, seed=0,
+        "bce",
+        1e-3,
+        args.epochs,
+        args.batch_size,
+        seed=0,
         precision=resolve_precision(device, args.precision),
-        channels_last=uses_channels_last(device), compile=args.compile,
-    )  # fmt: skip
+        channels_last=uses_channels_last(device),
+        compile=args.compile,
+    )
     model = build_model(ModelConfig("seed", 32)).to(device)
     started = time.perf_counter()
     result = fit(model, Pairs(train, train), Pairs(val, val), settings, show_progress=False)
     synchronize(device)
     wall = time.perf_counter() - started
     first, rest = result.history[0].seconds, sum(e.seconds for e in result.history[1:])
-    print(f"full run: arch seed, {args.epochs} epochs x 60,000 images, batch {args.batch_size}, "
-          f"{settings.precision}{', compiled' if settings.compile else ''}")  # fmt: skip
-    print(f"  training incl. validation: {wall:.1f} s wall; first epoch {first:.1f} s "
-          f"(includes any compilation), the other {args.epochs - 1}: {rest:.1f} s")  # fmt: skip
+    print(
+        f"full run: arch seed, {args.epochs} epochs x 60,000 images, batch {args.batch_size}, "
+        f"{settings.precision}{', compiled' if settings.compile else ''}"
+    )
+    print(
+        f"  training incl. validation: {wall:.1f} s wall; first epoch {first:.1f} s "
+        f"(includes any compilation), the other {args.epochs - 1}: {rest:.1f} s"
+    )
     print(f"  {result.images_per_second:,.0f} training images/s overall")
 
 
@@ -183,8 +206,10 @@ def main() -> None:
     if args.images is None:
         args.images = 60_000 if device.type == "cuda" else 12_800
 
-    print(f"device: {device_description(device)}; torch {torch.__version__}; "
-          f"{torch.get_num_threads()} CPU threads")  # fmt: skip
+    print(
+        f"device: {device_description(device)}; torch {torch.__version__}; "
+        f"{torch.get_num_threads()} CPU threads"
+    )
     if args.full:
         full_run(args, device)
     else:

@@ -15,9 +15,11 @@ def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--out", type=Path, required=True, help="directory for the IDX files")
     parser.add_argument(
-        "--record", type=Path, required=True,
+        "--record",
+        type=Path,
+        required=True,
         help="JSON noting which source served; not a DVC output, so dvc.lock is network-free",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     data = load_params(args.params).data
 

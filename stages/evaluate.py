@@ -1,68 +1,62 @@
-"""DVC stage `evaluate`: test-set reconstruction and denoising metrics, the reconstruction grid,
-and the registry's champion rule (beat PCA at equal code size and the current champion)."""
+"""DVC stage `evaluate`: test-set reconstruction and denoising metrics, the reconstruction grids,
+then the registry's champion rule, once the reports are in place."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import mlflow
 
-from mnist_ae import tracking
-from mnist_ae.checkpoints import load_checkpoint
-from mnist_ae.cli import run_stage, stage_parser
-from mnist_ae.comparison import pca_scores
-from mnist_ae.datasets import load_split, to_unit
-from mnist_ae.devices import select_device
+from mnist_ae import champion, registry, tracking
+from mnist_ae.analysis_stage import AnalysisStage
+from mnist_ae.cli import run_stage
+from mnist_ae.comparison import pca_at_code_size
+from mnist_ae.datasets import files_digest, load_split, split_path, to_unit
 from mnist_ae.evaluation import evaluate_autoencoder, save_report
 from mnist_ae.metrics import TASKS, mse_psnr
-from mnist_ae.params import flatten, load_params
-from mnist_ae.pca import PCA
-from mnist_ae.storage import publish_files
 
 
 def main() -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--processed", type=Path, required=True, help="clean splits")
-    parser.add_argument("--noisy", type=Path, required=True, help="noisy splits")
-    parser.add_argument("--model", type=Path, required=True, help="the train stage's directory")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the reports")
-    args = parser.parse_args()
-    params = load_params(args.params)
-    run_record = tracking.read_run_record(args.model / tracking.RUN_RECORD)
-    device = select_device(params.train.device)
-
-    model = load_checkpoint(args.model / "model.pt", device)
-    clean, noisy = load_split(args.processed / "test.npz"), load_split(args.noisy / "test.npz")
+    stage = AnalysisStage.from_command_line(
+        __doc__, {"processed": "clean splits", "noisy": "noisy splits"}
+    )
+    args, params, device = stage.args, stage.params, stage.device
+    model = stage.load_model()
+    test_files = [split_path(args.processed, "test"), split_path(args.noisy, "test")]
+    clean, noisy = (load_split(path) for path in test_files)
     result = evaluate_autoencoder(model, clean, noisy, params.evaluate.batch_size, device)
-    # The champion rule needs PCA at this code size (784 or more components: lossless).
-    pca = PCA.fit(to_unit(load_split(args.processed / "train.npz").images).to(device))
+    train = to_unit(load_split(split_path(args.processed, "train")).images).to(device)
     test = [to_unit(split.images).to(device) for split in (clean, noisy)]
-    pca_row = pca_scores(pca, [model.code_size], *test)[0]
-    pca_row.pop("code_size")
+    pca = pca_at_code_size(train, model.code_size, *test)
     psnr = result.metrics["denoising"]["psnr"]
-    with publish_files(args.out) as out:
-        save_report(out, result, clean, noisy, {
-            "code_size": model.code_size,
-            "noisy_input": mse_psnr(to_unit(noisy.images), to_unit(clean.images)),
-            "pca_same_code_size": pca_row,
-        })  # fmt: skip
-        tracking.setup(params.mlflow.experiment)
-        with tracking.resume_run(run_record["run_id"]):
-            tracking.log_params_once(flatten(params, ("evaluate",)))
+    name, version = stage.run_record["registered_model"], stage.run_record["version"]
+    with stage.tracked(("evaluate", "noise.std")):
+        for path, split in zip(test_files, (clean, noisy), strict=True):
+            tracking.log_split(f"{path.parent.name}/test", path, split.images, "evaluation")
+        with stage.report("evaluate") as out:
+            extra = {
+                "code_size": model.code_size,
+                "pca_same_code_size": pca,
+                "noisy_input": mse_psnr(to_unit(noisy.images), to_unit(clean.images)),
+            }
+            save_report(out, result, clean, noisy, extra)
             mlflow.log_metrics(result.flat_metrics())
-            mlflow.log_metric("pca_same_code_size_denoising_psnr", pca_row["denoising_psnr"])
-            mlflow.log_artifacts(str(out), "evaluate")
-            name, version = run_record["registered_model"], run_record["version"]
-            tracking.tag_model_version(name, version, {
-                k: round(v, 6) for k, v in result.flat_metrics().items() if "digit" not in k
-            })  # fmt: skip
-            _, decision = tracking.promote_if_better(
-                name, version, psnr, beats_pca=psnr > pca_row["denoising_psnr"]
-            )
-            mlflow.set_tag("champion_decision", decision)
+            mlflow.log_metric("pca_same_code_size_denoising_psnr", pca["denoising_psnr"])
+        # The reports are in place: now the version's evaluation, then the champion rule.
+        evaluation = {k: round(v, 6) for k, v in result.flat_metrics().items() if "digit" not in k}
+        registry.tag_version(
+            name,
+            version,
+            evaluation
+            | {
+                champion.BEATS_PCA: str(psnr > pca["denoising_psnr"]).lower(),
+                "noise_std": params.noise.std,
+                "test_digest": files_digest(test_files)[:16],
+            },
+        )
+        decision = champion.promote(name, version)
+        mlflow.set_tag("champion_decision", decision.why)
     for task in TASKS:
         print(f"{task}: " + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics[task].items()))
-    print(decision)
+    print(decision.why)
 
 
 if __name__ == "__main__":

@@ -64,8 +64,18 @@ def test_without_fashion_mnist_the_analysis_is_skipped_and_the_pipeline_goes_on(
         os.chdir(previous)
     (tmp_path / "models" / "run.json").write_text(json.dumps({"run_id": run.info.run_id}))
 
-    analysed = stage("anomaly", "--processed", "data/processed", "--fashion", "data/fashion",
-                     "--model", "models", "--out", "reports/anomaly", cwd=tmp_path)  # fmt: skip
+    analysed = stage(
+        "anomaly",
+        "--processed",
+        "data/processed",
+        "--fashion",
+        "data/fashion",
+        "--model",
+        "models",
+        "--out",
+        "reports/anomaly",
+        cwd=tmp_path,
+    )
     assert analysed.returncode == 0, analysed.stderr
     assert "anomaly analysis skipped: Fashion-MNIST unavailable" in analysed.stdout
     report = json.loads((tmp_path / "reports" / "anomaly" / "metrics.json").read_text())

@@ -7,8 +7,17 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-NOT_ON_GPU_MACHINES = ["mlflow", "pydantic", "dvc", "yaml", "sklearn", "matplotlib", "tqdm",
-                       "torchvision", "torchmetrics"]  # fmt: skip
+NOT_ON_GPU_MACHINES = [
+    "mlflow",
+    "pydantic",
+    "dvc",
+    "yaml",
+    "sklearn",
+    "matplotlib",
+    "tqdm",
+    "torchvision",
+    "torchmetrics",
+]
 
 
 def run_python(code_or_args: list[str]) -> subprocess.CompletedProcess:
@@ -32,9 +41,20 @@ def test_benchmark_modules_import_only_torch():
 
 def test_benchmark_runs_and_reports_both_loops():
     result = run_python(
-        ["benchmarks/train_throughput.py", "--arch", "conv", "--images", "512",
-         "--warmup-images", "256", "--rounds", "1", "--batch-size", "64"]
-    )  # fmt: skip
+        [
+            "benchmarks/train_throughput.py",
+            "--arch",
+            "conv",
+            "--images",
+            "512",
+            "--warmup-images",
+            "256",
+            "--rounds",
+            "1",
+            "--batch-size",
+            "64",
+        ]
+    )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "device: cpu; torch" in out and "naive DataLoader loop (fp32)" in out

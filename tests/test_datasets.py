@@ -47,8 +47,12 @@ def test_subset_keeps_digit_proportions_and_is_seeded():
 
 def write_raw(directory, train: Split, test: Split) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    arrays = {"train_images": train.images, "train_labels": train.labels,
-              "test_images": test.images, "test_labels": test.labels}  # fmt: skip
+    arrays = {
+        "train_images": train.images,
+        "train_labels": train.labels,
+        "test_images": test.images,
+        "test_labels": test.labels,
+    }
     for name, filename in IDX_FILES.items():
         (directory / filename).write_bytes(encode_idx(arrays[name]))
 

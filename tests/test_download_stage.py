@@ -31,11 +31,22 @@ def test_offline_download_fails_naming_every_source_and_leaves_nothing(tmp_path)
     params["data"]["mirror_timeout"] = 2.0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     result = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "download.py"), "--params", "params.yaml",
-         "--out", "data/raw", "--record", "reports/download/source.json"],
-        cwd=tmp_path, env=offline_env(tmp_path / "cache"),
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "stages" / "download.py"),
+            "--params",
+            "params.yaml",
+            "--out",
+            "data/raw",
+            "--record",
+            "reports/download/source.json",
+        ],
+        cwd=tmp_path,
+        env=offline_env(tmp_path / "cache"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1, result.stderr
     assert "error: no usable MNIST source; tried:" in result.stderr
     assert "  mirrors: download failed" in result.stderr

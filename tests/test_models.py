@@ -7,9 +7,14 @@ from mnist_ae.evaluation import reconstruct
 from mnist_ae.models import ModelConfig, build_model
 
 
-@pytest.mark.parametrize(("arch", "latent", "code_shape"), [
-    ("seed", 32, (32, 7, 7)), ("conv", 32, (32,)), ("conv", 7, (7,)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("arch", "latent", "code_shape"),
+    [
+        ("seed", 32, (32, 7, 7)),
+        ("conv", 32, (32,)),
+        ("conv", 7, (7,)),
+    ],
+)
 def test_shapes_and_output_range(arch, latent, code_shape):
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch, latent))
@@ -28,10 +33,12 @@ def test_seed_network_is_the_article_layer_for_layer():
         m for m in model.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
     ]
     assert [(type(m).__name__, m.out_channels, m.kernel_size, m.stride) for m in convs] == [
-        ("Conv2d", 32, (3, 3), (1, 1)), ("Conv2d", 32, (3, 3), (1, 1)),
-        ("ConvTranspose2d", 32, (3, 3), (2, 2)), ("ConvTranspose2d", 32, (3, 3), (2, 2)),
+        ("Conv2d", 32, (3, 3), (1, 1)),
+        ("Conv2d", 32, (3, 3), (1, 1)),
+        ("ConvTranspose2d", 32, (3, 3), (2, 2)),
+        ("ConvTranspose2d", 32, (3, 3), (2, 2)),
         ("Conv2d", 1, (3, 3), (1, 1)),
-    ]  # fmt: skip
+    ]
     assert model.code_size == 1568  # twice the 784 input pixels
 
 

@@ -104,10 +104,20 @@ def test_a_stage_with_a_bad_key_exits_nonzero_naming_it_and_writes_nothing(tmp_p
     params.write_text(yaml.safe_dump(raw))
     out = tmp_path / "processed"
     result = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "preprocess.py"), "--params", str(params),
-         "--raw", str(tmp_path / "raw"), "--out", str(out)],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO / "stages" / "preprocess.py"),
+            "--params",
+            str(params),
+            "--raw",
+            str(tmp_path / "raw"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "trian: unknown key" in result.stderr
     assert "Traceback" not in result.stderr

@@ -57,13 +57,28 @@ def test_pca_scores_improve_with_more_components():
 
 def test_comparison_at_equal_code_size():
     rows = [
-        {"code_size": 32, "reconstruction_mse": 0.02, "reconstruction_psnr": 17.0,
-         "denoising_mse": 0.03, "denoising_psnr": 15.5},
-        {"code_size": 1568, "reconstruction_mse": 0.0, "reconstruction_psnr": 100.0,
-         "denoising_mse": 0.08, "denoising_psnr": 11.0},
-    ]  # fmt: skip
-    ae = {"code_size": 32, "reconstruction_mse": 0.005, "reconstruction_psnr": 23.0,
-          "denoising_mse": 0.01, "denoising_psnr": 20.5}  # fmt: skip
+        {
+            "code_size": 32,
+            "reconstruction_mse": 0.02,
+            "reconstruction_psnr": 17.0,
+            "denoising_mse": 0.03,
+            "denoising_psnr": 15.5,
+        },
+        {
+            "code_size": 1568,
+            "reconstruction_mse": 0.0,
+            "reconstruction_psnr": 100.0,
+            "denoising_mse": 0.08,
+            "denoising_psnr": 11.0,
+        },
+    ]
+    ae = {
+        "code_size": 32,
+        "reconstruction_mse": 0.005,
+        "reconstruction_psnr": 23.0,
+        "denoising_mse": 0.01,
+        "denoising_psnr": 20.5,
+    }
     result = compare(rows, ae)
     assert result["reconstruction_mse_ratio"] == pytest.approx(0.25)
     assert result["denoising_mse_ratio"] == pytest.approx(1 / 3)
@@ -72,10 +87,22 @@ def test_comparison_at_equal_code_size():
 
 
 def test_comparison_of_the_article_network_is_on_denoising_only():
-    rows = [{"code_size": 1568, "reconstruction_mse": 1e-30, "reconstruction_psnr": 100.0,
-             "denoising_mse": 0.08, "denoising_psnr": 11.0}]  # fmt: skip
-    ae = {"code_size": 1568, "reconstruction_mse": 0.001, "reconstruction_psnr": 30.0,
-          "denoising_mse": 0.01, "denoising_psnr": 20.0}  # fmt: skip
+    rows = [
+        {
+            "code_size": 1568,
+            "reconstruction_mse": 1e-30,
+            "reconstruction_psnr": 100.0,
+            "denoising_mse": 0.08,
+            "denoising_psnr": 11.0,
+        }
+    ]
+    ae = {
+        "code_size": 1568,
+        "reconstruction_mse": 0.001,
+        "reconstruction_psnr": 30.0,
+        "denoising_mse": 0.01,
+        "denoising_psnr": 20.0,
+    }
     result = compare(rows, ae)
     assert result["pca_lossless_at_code_size"] is True
     assert "reconstruction_mse_ratio" not in result  # PCA with all 784 components is lossless

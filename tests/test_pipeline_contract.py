@@ -16,6 +16,7 @@ PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 
 def package_imports(path: Path) -> set[str]:
+    """The mnist_ae modules a file imports, wherever in the file (also inside functions)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mnist_ae"):
@@ -28,7 +29,7 @@ def package_imports(path: Path) -> set[str]:
     return found
 
 
-def code_closure(script: Path) -> set[str]:
+def code_closure(script: Path, repo: Path = REPO) -> set[str]:
     """The script and every package module it imports, directly or not, as repo paths."""
     seen: set[str] = set()
     todo = list(package_imports(script))
@@ -36,8 +37,8 @@ def code_closure(script: Path) -> set[str]:
         module = todo.pop()
         if module not in seen:
             seen.add(module)
-            todo.extend(package_imports(REPO / "src" / (module.replace(".", "/") + ".py")))
-    return {str(script.relative_to(REPO))} | {f"src/{m.replace('.', '/')}.py" for m in seen}
+            todo.extend(package_imports(repo / "src" / (module.replace(".", "/") + ".py")))
+    return {str(script.relative_to(repo))} | {f"src/{m.replace('.', '/')}.py" for m in seen}
 
 
 def declared(stage: dict, kind: str) -> set[str]:
@@ -52,9 +53,27 @@ def command_paths(stage: dict) -> dict[str, str]:
 
 def test_the_pipeline_has_its_stages_in_order():
     assert list(STAGES) == [
-        "download", "preprocess", "add-noise", "train", "evaluate",
-        "latent", "download-fashion", "anomaly", "compare-pca",
-    ]  # fmt: skip
+        "check-params",
+        "download",
+        "preprocess",
+        "add-noise",
+        "train",
+        "evaluate",
+        "latent",
+        "download-fashion",
+        "anomaly",
+        "compare-pca",
+    ]
+
+
+def test_every_stage_waits_for_the_params_check():
+    """DVC deletes a stage's outputs before running it: a bad value must stop it earlier."""
+    verdict = "reports/check_params/valid.json"
+    assert declared(STAGES["check-params"], "outs") == {verdict}
+    for name, stage in STAGES.items():
+        if name != "check-params":
+            assert verdict in declared(stage, "deps"), name
+    assert set(STAGES["check-params"]["params"]) == set(PARAMS)  # every section
 
 
 @pytest.mark.parametrize("name", list(STAGES))
@@ -71,7 +90,9 @@ def test_every_path_in_the_command_is_declared(name):
     outputs = declared(stage, "outs") | declared(stage, "metrics") | declared(stage, "plots")
     inputs = declared(stage, "deps")
     for flag, path in command_paths(stage).items():
-        if flag in ("--params", "--record"):  # params are listed key by key; see download.py
+        # params are listed key by key; the source record and the checkpoints are deliberately
+        # neither dependencies nor outputs (see download.py and dvc.yaml's train stage)
+        if flag in ("--params", "--record", "--checkpoints"):
             continue
         covered = path in inputs | outputs or any(
             o.startswith(path.rstrip("/") + "/") for o in outputs

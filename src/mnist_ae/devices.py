@@ -37,12 +37,11 @@ def cpu_supports_bf16() -> bool:
 
 
 def resolve_precision(device: torch.device, precision: str) -> str:
-    """'auto' means bf16 autocast on CUDA and on CPUs with native bf16, fp32 elsewhere."""
+    """'auto' means bf16 autocast on CUDA and fp32 elsewhere: on the CPU the same params give
+    the same model whatever the CPU has; bf16 there is an explicit choice (see the README)."""
     if precision != "auto":
         return precision
-    if device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16()):
-        return "bf16"
-    return "fp32"
+    return "bf16" if device.type == "cuda" else "fp32"
 
 
 def uses_channels_last(device: torch.device) -> bool:

@@ -110,8 +110,14 @@ def save_report(
 WORST_COUNT = 10  # test images shown in the worst-denoised grid
 
 
-def _grid(result: Evaluation, clean: Split, noisy: Split, columns: np.ndarray, titles: list[str],
-          path: Path) -> None:  # fmt: skip
+def _grid(
+    result: Evaluation,
+    clean: Split,
+    noisy: Split,
+    columns: np.ndarray,
+    titles: list[str],
+    path: Path,
+) -> None:
     figures.image_rows(
         [
             ("original", clean.images[columns] / 255.0),

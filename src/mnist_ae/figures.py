@@ -84,8 +84,16 @@ def error_vs_code_size(
     fig, axis = plt.subplots(figsize=(6.5, 4.2))
     for (kind, errors), color in zip(pca_errors.items(), ("C0", "C1"), strict=False):
         axis.plot(pca_sizes, errors, marker="o", color=color, label=f"PCA, {kind} input")
-        axis.scatter([ae_size], [ae_errors[kind]], marker="*", s=200, color=color, edgecolor="k",
-                     zorder=3, label=f"autoencoder, {kind} input")  # fmt: skip
+        axis.scatter(
+            [ae_size],
+            [ae_errors[kind]],
+            marker="*",
+            s=200,
+            color=color,
+            edgecolor="k",
+            zorder=3,
+            label=f"autoencoder, {kind} input",
+        )
     _finish_code_size_chart(fig, axis, path)
 
 
@@ -152,8 +160,20 @@ def code_size_sweep(rows: Sequence[dict[str, float]], path: str | Path) -> None:
     sizes = [row["code_size"] for row in rows]
     fig, axis = plt.subplots(figsize=(6.5, 4.2))
     for task, source, color in (("reconstruction", "clean", "C0"), ("denoising", "noisy", "C1")):
-        axis.plot(sizes, [r[f"pca_{task}_mse"] for r in rows], marker="o", linestyle="--",
-                  color=color, label=f"PCA, {source} input")  # fmt: skip
-        axis.plot(sizes, [r[f"autoencoder_{task}_mse"] for r in rows], marker="*", markersize=10,
-                  color=color, label=f"autoencoder, {source} input")  # fmt: skip
+        axis.plot(
+            sizes,
+            [r[f"pca_{task}_mse"] for r in rows],
+            marker="o",
+            linestyle="--",
+            color=color,
+            label=f"PCA, {source} input",
+        )
+        axis.plot(
+            sizes,
+            [r[f"autoencoder_{task}_mse"] for r in rows],
+            marker="*",
+            markersize=10,
+            color=color,
+            label=f"autoencoder, {source} input",
+        )
     _finish_code_size_chart(fig, axis, path)

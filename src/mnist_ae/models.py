@@ -43,14 +43,20 @@ class SeedAutoencoder(Autoencoder):
     def __init__(self) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        )  # fmt: skip
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(32, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
-            nn.ConvTranspose2d(32, 32, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+            nn.ConvTranspose2d(32, 32, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(32, 32, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
             nn.Conv2d(32, 1, 3, padding=1),
-        )  # fmt: skip
+        )
         self.code_size = 32 * 7 * 7
 
 
@@ -71,17 +77,23 @@ class ConvAutoencoder(Autoencoder):
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
-            *_conv_block(1, 16),                                    # 16 x 28 x 28
-            *_conv_block(16, 32, stride=2), *_conv_block(32, 32),   # 32 x 14 x 14
-            *_conv_block(32, 64, stride=2), *_conv_block(64, 64),   # 64 x 7 x 7
-            nn.Flatten(), nn.Linear(64 * 7 * 7, latent_dim),
-        )  # fmt: skip
+            *_conv_block(1, 16),  # 16 x 28 x 28
+            *_conv_block(16, 32, stride=2),
+            *_conv_block(32, 32),  # 32 x 14 x 14
+            *_conv_block(32, 64, stride=2),
+            *_conv_block(64, 64),  # 64 x 7 x 7
+            nn.Flatten(),
+            nn.Linear(64 * 7 * 7, latent_dim),
+        )
         self.decoder = nn.Sequential(
-            nn.Linear(latent_dim, 64 * 7 * 7), nn.SiLU(), nn.Unflatten(1, (64, 7, 7)),
-            *_conv_block(64, 64), *_conv_block(64, 32, stride=2, transpose=True),  # 32 x 14 x 14
+            nn.Linear(latent_dim, 64 * 7 * 7),
+            nn.SiLU(),
+            nn.Unflatten(1, (64, 7, 7)),
+            *_conv_block(64, 64),
+            *_conv_block(64, 32, stride=2, transpose=True),  # 32 x 14 x 14
             *_conv_block(32, 32),
             nn.ConvTranspose2d(32, 1, 3, stride=2, padding=1, output_padding=1),  # 1 x 28 x 28
-        )  # fmt: skip
+        )
         self.code_size = latent_dim
 
 

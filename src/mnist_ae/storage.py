@@ -10,14 +10,64 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mnist_ae.errors import PipelineError
+from mnist_ae.interrupts import critical
+
 # numpy's savez stamps the current time into the zip; a fixed stamp keeps files byte-identical.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+class DamagedFileError(PipelineError, ValueError):
+    """A file exists but cannot be read back (truncated, bit-flipped, not what it should be)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale(folder: Path, prefix: str) -> None:
+    """Remove temporaries `<prefix><pid>-*` in `folder` whose process is gone: what a killed
+    stage left behind, cleaned up by the next run of that stage."""
+    if not folder.is_dir():
+        return
+    for leftover in folder.glob(f"{prefix}*"):
+        pid = leftover.name[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+
+
+def _temporary(folder: Path, prefix: str, is_dir: bool) -> Path:
+    """A new temporary in `folder` named `<prefix><pid>-<random>`, after removing stale ones."""
+    remove_stale(folder, prefix)
+    stamped = f"{prefix}{os.getpid()}-"
+    if is_dir:
+        return Path(tempfile.mkdtemp(prefix=stamped, dir=folder))
+    fd, name = tempfile.mkstemp(prefix=stamped, dir=folder)
+    os.close(fd)
+    return Path(name)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -25,27 +75,22 @@ def atomic_path(target: str | Path, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of `target`; it replaces `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{target.name}.tmp-"
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, dir=target.parent)
-        os.close(fd)
-        tmp = Path(name)
+    tmp = _temporary(target.parent, f".{target.name}.tmp-", is_dir)
     try:
         yield tmp
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
-        if not is_dir:
-            tmp.chmod(0o644)
-        tmp.replace(target)
+        with critical():
+            if not is_dir:
+                tmp.chmod(0o644)
+                tmp.replace(target)  # atomic: the old file until this instant, then the new
+                return
+            # A folder cannot be replaced in one step: move the old one aside first.
+            old = target.parent / f".{target.name}.tmp-{os.getpid()}-old"
+            if target.exists() or target.is_symlink():
+                target.replace(old)
+            tmp.replace(target)
+            _remove(old)
     except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        _remove(tmp)
         raise
 
 
@@ -55,12 +100,13 @@ def publish_files(directory: str | Path) -> Iterator[Path]:
     `directory`, leaving other files there (DVC's .gitignore) alone."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory))
+    staging = _temporary(directory, ".staging-", is_dir=True)
     try:
         yield staging
-        for item in sorted(staging.iterdir()):
-            item.chmod(0o644)
-            item.replace(directory / item.name)
+        with critical():
+            for item in sorted(staging.iterdir()):
+                item.chmod(0o644)
+                item.replace(directory / item.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -79,9 +125,13 @@ def save_arrays(path: str | Path, **arrays: np.ndarray) -> None:
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """Read every array of an .npz written by save_arrays (no pickles allowed)."""
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
+    """Read every array of an .npz written by save_arrays (no pickles allowed). A truncated or
+    bit-flipped file (bad zip directory, CRC or deflate stream) is a DamagedFileError."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError) as exc:
+        raise DamagedFileError(f"{path}: damaged ({type(exc).__name__}: {exc})") from None
 
 
 def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:

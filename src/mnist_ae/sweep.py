@@ -4,8 +4,10 @@ the autoencoder's test error against PCA's at the same sizes.
     python -m mnist_ae.sweep run --sizes 2 4 8 16 32 64 128 --set train.epochs=10
     python -m mnist_ae.sweep collect        # (run does this at the end)
 
-Each experiment is named sweep-code-<size>; its MLflow run carries that name, which is how
-`collect` finds the latest result for each size. PCA's errors come from compare-pca's pca.csv.
+Each experiment is named sweep-code-<size> and reproduces the pipeline up to `evaluate` (the
+chart needs the trained model's test errors, not the latent map or anomaly figures); its MLflow
+run carries that name, which is how `collect` finds the latest result for each size. PCA's
+errors come from compare-pca's pca.csv.
 """
 
 from __future__ import annotations
@@ -34,15 +36,17 @@ def dvc(*args: str) -> str:
 
 
 def run(sizes: list[int], settings: list[str], jobs: int) -> None:
-    """Queue one experiment per size, run the queue, wait for it to drain."""
+    """Queue one experiment per size (train and evaluate), run the queue, wait for it to drain."""
+    extra = [arg for setting in settings for arg in ("-S", setting)]
     for size in sizes:
-        extra = [arg for setting in settings for arg in ("-S", setting)]
+        name = f"{PREFIX}{size}"
         dvc(
             "exp",
             "run",
             "--queue",
+            "evaluate",
             "-n",
-            f"{PREFIX}{size}",
+            name,
             "-S",
             f"model.latent_dim={size}",
             *extra,
@@ -102,8 +106,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=("run", "collect"))
     parser.add_argument("--sizes", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
-    parser.add_argument("--set", dest="settings", action="append", default=[],
-                        help="extra `dvc exp run -S` settings, e.g. train.epochs=10")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        help="extra `dvc exp run -S` settings, e.g. train.epochs=10",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="experiments run at once")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"))
     parser.add_argument("--pca", type=Path, default=Path("reports/compare_pca/pca.csv"))

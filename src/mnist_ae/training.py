@@ -1,20 +1,23 @@
 """The training loop, built for speed: the data stays on the device as uint8, batches are cut by an
 on-device permutation, and the fast path (bf16 autocast, channels_last, torch.compile) is chosen
-per device. The weights with the best validation loss are kept. Imports only torch, so the GPU
-benchmark runs with a plain torch install."""
+per device. The weights with the best validation loss are kept, and after every epoch a
+`Progress` holds all it takes to continue bit for bit. Imports only torch (and our own modules),
+so the GPU benchmark runs with a plain torch install."""
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
+from mnist_ae.errors import PipelineError
 from mnist_ae.models import Autoencoder, to_model_input
 
 if TYPE_CHECKING:  # numpy is needed only by callers that hand in arrays
@@ -79,6 +82,16 @@ class EpochResult:
     seconds: float
 
 
+class TrainingDiverged(PipelineError, FloatingPointError):
+    """A loss became NaN or infinite: the learning rate is too high for this network."""
+
+    def __init__(self, epoch: int, epochs: int, which: str, value: float, lr: float) -> None:
+        super().__init__(
+            f"{which} loss is {value} at epoch {epoch} of {epochs}: training diverged; lower "
+            f"train.lr (now {lr}), e.g. `dvc exp run -S train.lr={lr / 2:g}`"
+        )
+
+
 @dataclass
 class TrainResult:
     history: list[EpochResult] = field(default_factory=list)
@@ -86,6 +99,7 @@ class TrainResult:
     best_val_loss: float = float("inf")
     train_seconds: float = 0.0
     images_seen: int = 0
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def images_per_second(self) -> float:
@@ -104,6 +118,46 @@ class TrainResult:
             {"epoch": e.epoch, "train_loss": e.train_loss, "val_loss": e.val_loss}
             for e in self.history
         ]
+
+
+@dataclass
+class Progress:
+    """Everything that continues a training after `epoch` exactly as if it had never stopped:
+    weights, optimizer and schedule state, the generator behind batch order and fresh noise,
+    and the result so far (history, best weights). Its tensors are the live ones: save it at
+    once (torch.save of `as_dict()`), before training goes on."""
+
+    epoch: int
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+    generator: torch.Tensor
+    result: TrainResult
+
+    def as_dict(self) -> dict[str, Any]:
+        result = {name: getattr(self.result, name) for name in TrainResult.__dataclass_fields__}
+        result["history"] = [asdict(epoch) for epoch in self.result.history]
+        return {
+            "epoch": self.epoch,
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "generator": self.generator,
+            "result": result,
+        }
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> Progress:
+        result = dict(saved["result"])
+        result["history"] = [EpochResult(**epoch) for epoch in result["history"]]
+        return cls(
+            epoch=saved["epoch"],
+            model=saved["model"],
+            optimizer=saved["optimizer"],
+            scheduler=saved["scheduler"],
+            generator=saved["generator"],
+            result=TrainResult(**result),
+        )
 
 
 class Trainer:
@@ -210,10 +264,12 @@ def fit(
     train: Pairs,
     val: Pairs,
     settings: TrainSettings,
-    on_epoch: Callable[[EpochResult], None] | None = None,
+    on_epoch: Callable[[EpochResult, Progress], None] | None = None,
     show_progress: bool | None = None,
+    resume: Progress | None = None,
 ) -> TrainResult:
-    """Train; afterwards `model` holds the weights of the epoch with the best validation loss.
+    """Train (from `resume` when given); afterwards `model` holds the weights of the epoch with
+    the best validation loss. `on_epoch` gets each epoch's result and the progress after it.
 
     A tqdm bar when stderr is a terminal; one line per epoch on stdout in any case.
     """
@@ -224,14 +280,23 @@ def fit(
     generator = torch.Generator(device=device).manual_seed(settings.seed)
     interactive = sys.stderr.isatty() if show_progress is None else show_progress
     result = TrainResult()
-    best_state: dict[str, torch.Tensor] = {}
-    for epoch in range(1, settings.epochs + 1):
+    if resume is not None:
+        model.load_state_dict(resume.model)
+        trainer.optimizer.load_state_dict(resume.optimizer)
+        if trainer.scheduler is not None:
+            trainer.scheduler.load_state_dict(resume.scheduler)
+        generator.set_state(resume.generator)
+        result = resume.result
+    for epoch in range(len(result.history) + 1, settings.epochs + 1):
         started = time.perf_counter()
         bar = _progress_bar(len(train), f"epoch {epoch}/{settings.epochs}") if interactive else None
         train_loss, seen = trainer.train_epoch(train, generator, bar.update if bar else None)
         if bar is not None:
             bar.close()
         val_loss = trainer.validation_loss(val)
+        for which, value in (("training", train_loss), ("validation", val_loss)):
+            if not math.isfinite(value):
+                raise TrainingDiverged(epoch, settings.epochs, which, value, settings.lr)
         seconds = time.perf_counter() - started
         epoch_result = EpochResult(epoch, train_loss, val_loss, seconds)
         result.history.append(epoch_result)
@@ -239,15 +304,24 @@ def fit(
         result.images_seen += seen
         if val_loss < result.best_val_loss:
             result.best_epoch, result.best_val_loss = epoch, val_loss
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         print(
             f"epoch {epoch}/{settings.epochs}  train_loss {train_loss:.5f}  val_loss {val_loss:.5f}"
             f"  {seconds:.1f} s  {seen / seconds:,.0f} img/s",
             flush=True,
         )
         if on_epoch is not None:
-            on_epoch(epoch_result)
-    model.load_state_dict(best_state)
+            scheduler = trainer.scheduler.state_dict() if trainer.scheduler else None
+            progress = Progress(
+                epoch,
+                model.state_dict(),
+                trainer.optimizer.state_dict(),
+                scheduler,
+                generator.get_state(),
+                result,
+            )
+            on_epoch(epoch_result, progress)
+    model.load_state_dict(result.best_state)
     model.eval()
     return result
 
