@@ -151,9 +151,10 @@ def _train(
     )
 
     def on_epoch(epoch, after: Progress) -> None:
-        job.checkpoints.save(after, run_id)
-        epochs.add(epoch)
-        epochs.flush()
+        with critical():  # a finished epoch is saved and logged whole, even if a signal came
+            job.checkpoints.save(after, run_id)
+            epochs.add(epoch)
+            epochs.flush()
 
     try:
         result = fit(model, data["train"], data["val"], job.settings, on_epoch, resume=progress)

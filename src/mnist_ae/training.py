@@ -305,11 +305,6 @@ def fit(
         if val_loss < result.best_val_loss:
             result.best_epoch, result.best_val_loss = epoch, val_loss
             result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        print(
-            f"epoch {epoch}/{settings.epochs}  train_loss {train_loss:.5f}  val_loss {val_loss:.5f}"
-            f"  {seconds:.1f} s  {seen / seconds:,.0f} img/s",
-            flush=True,
-        )
         if on_epoch is not None:
             scheduler = trainer.scheduler.state_dict() if trainer.scheduler else None
             progress = Progress(
@@ -321,6 +316,12 @@ def fit(
                 result,
             )
             on_epoch(epoch_result, progress)
+        # printed once the epoch is saved: whatever stops the process after this line, it is kept
+        print(
+            f"epoch {epoch}/{settings.epochs}  train_loss {train_loss:.5f}  val_loss {val_loss:.5f}"
+            f"  {seconds:.1f} s  {seen / seconds:,.0f} img/s",
+            flush=True,
+        )
     model.load_state_dict(result.best_state)
     model.eval()
     return result
