@@ -93,7 +93,7 @@ def test_code_sizes_are_sorted():
 
 def test_flatten_gives_dotted_keys():
     flat = flatten(Params())
-    assert flat["train.lr"] == 0.02 and flat["noise.std"] == 0.4 and flat["seed"] == 42
+    assert flat["train.lr"] == 0.04 and flat["noise.std"] == 0.4 and flat["seed"] == 42
     assert set(flatten(Params(), ("evaluate",))) == {"evaluate.batch_size"}
 
 

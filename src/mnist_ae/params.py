@@ -50,8 +50,8 @@ class ModelParams(_Section):
 
 class TrainParams(_Section):
     loss: Literal["psnr", "bce", "mse", "l1"] = "psnr"
-    lr: float = Field(0.02, gt=0, le=1)
-    epochs: int = Field(30, ge=1, le=10_000)
+    lr: float = Field(0.04, gt=0, le=1)
+    epochs: int = Field(9, ge=1, le=10_000)
     batch_size: int = Field(128, ge=1, le=65_536)
     denoise: bool = True
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
