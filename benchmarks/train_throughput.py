@@ -14,7 +14,7 @@ and the median of each is reported with their ratio.
   copied to the device, fp32, plain Adam.
 - ours: mnist_ae.training.Trainer: images resident on the device as uint8, batches cut by an
   on-device permutation, scaled there; bf16 autocast and channels_last where they pay
-  (devices.py), fused Adam on CUDA, torch.compile with --compile.
+  (devices.py), fused Adam on every device, torch.compile with --compile.
 """
 
 from __future__ import annotations

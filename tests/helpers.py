@@ -27,3 +27,55 @@ def training_progress(epoch: int):
     optimizer = {"state": {}, "param_groups": []}
     generator = torch.Generator().manual_seed(epoch).get_state()
     return Progress(epoch, weights, optimizer, None, generator, result)
+
+
+def stage_command(stage: str) -> list[str]:
+    """A stage's command exactly as dvc.yaml runs it, with this environment's python."""
+    import shlex
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    program, script, *args = shlex.split(pipeline["stages"][stage]["cmd"])
+    assert program == "python"
+    return [sys.executable, str(repo / script), *args]
+
+
+def stage_checkout(root, train_images: int, **train):
+    """A repository ready for the train stage: params.yaml with `train` overrides, clean and
+    noisy splits (`train_images` training, 200 validation and test images), add-noise's figure."""
+    from pathlib import Path
+
+    import yaml
+
+    from mnist_ae.datasets import save_split
+
+    repo = Path(__file__).resolve().parents[1]
+    root = Path(root)
+    root.mkdir(parents=True)
+    (root / "dvc.yaml").write_text("stages: {}\n")  # marks the repository root
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"] |= train
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    for folder in ("processed", "noisy"):
+        (root / "data" / folder).mkdir(parents=True)
+    for name, count in (("train", train_images), ("val", 200), ("test", 200)):
+        clean = make_split(count, seed=count + len(name))
+        save_split(root / "data" / "processed" / f"{name}.npz", clean)
+        noise = np.random.default_rng(count).integers(-60, 60, clean.images.shape)
+        noisy = np.clip(clean.images + noise, 0, 255).astype(np.uint8)
+        save_split(root / "data" / "noisy" / f"{name}.npz", Split(noisy, clean.labels))
+    figure = root / "reports" / "add_noise" / "examples.png"
+    figure.parent.mkdir(parents=True)
+    figure.write_bytes((repo / "reports" / "add_noise" / "examples.png").read_bytes())
+    return root
+
+
+def clean_env() -> dict[str, str]:
+    """This environment without MLflow or DVC settings: stages use the checkout's SQLite store."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}

@@ -281,7 +281,7 @@ def test_four_queued_experiments_two_at_a_time_share_one_sqlite_store(pipeline, 
     """The code-size sweep through `dvc queue start -j 2`, on the local store (no server): four
     FINISHED runs in the main repository's mlflow.db, no lock errors, the champion on the best."""
     local = {k: v for k, v in env.items() if k not in ("MLFLOW_TRACKING_URI", AUDIT_ENV)}
-    sizes = ["4", "8", "16", "64"]  # not the baseline's 32: DVC would have nothing to run
+    sizes = ["64", "16", "8", "4"]  # not the baseline's 32: DVC would have nothing to run
     run(
         [str(BIN / "python"), "-m", "mnist_ae.sweep", "run", "--sizes", *sizes, "--jobs", "2"],
         pipeline,
@@ -305,10 +305,16 @@ def test_four_queued_experiments_two_at_a_time_share_one_sqlite_store(pipeline, 
         eligible = [v for v in versions if v.tags.get("beats_pca") == "true"]
         best = max(eligible, key=lambda v: float(v.tags["test_denoising_psnr"]))
         assert str(store.get_model_version_by_alias(MODEL, "champion").version) == str(best.version)
+        decisions = {r.info.run_id: r.data.tags["champion_decision"] for r in runs}
+        assert decisions.pop(best.run_id).startswith(f"version {best.version} is @champion")
+        # The others were champions until a better one came, or say why not (code size 4,
+        # queued last, is evaluated after a better champion exists)
+        assert any(d.startswith("not promoted: champion version ") for d in decisions.values())
+        assert all(d.startswith(("not promoted: ", "version ")) for d in decisions.values())
     finally:
         mlflow.set_tracking_uri(None)
     table = (pipeline / "reports" / "sweep" / "sweep.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in table[1:]] == sizes
+    assert [row.split(",")[0] for row in table[1:]] == sorted(sizes, key=int)
 
 
 def test_push_then_a_fresh_clone_pulls_everything_and_shares_experiments(pipeline, env, tmp_path):

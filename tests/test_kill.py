@@ -7,68 +7,34 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 import torch
-import yaml
-from helpers import make_split
+from helpers import clean_env, stage_checkout, stage_command
 from mlflow.tracking import MlflowClient
 
-from mnist_ae.datasets import save_split
 from mnist_ae.resume import Checkpoints
 
-REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 4
-TRAIN = [
-    sys.executable,
-    str(REPO / "stages" / "train.py"),
-    "--params",
-    "params.yaml",
-    "--processed",
-    "data/processed",
-    "--noisy",
-    "data/noisy",
-    "--noise-figure",
-    "examples.png",
-    "--out",
-    "models",
-    "--reports",
-    "reports/train",
-    "--checkpoints",
-    ".checkpoints/train",
-]
+TRAIN = stage_command("train")
 
 
 def checkout(root: Path) -> Path:
     """A repository with small splits (2,000 training images: a second or two per epoch)."""
-    root.mkdir()
-    (root / "dvc.yaml").write_text("stages: {}\n")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"] |= {"epochs": EPOCHS, "batch_size": 50}
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    for folder, offset in (("processed", 0), ("noisy", 100)):
-        for name, count in (("train", 2000), ("val", 200)):
-            (root / "data" / folder).mkdir(parents=True, exist_ok=True)
-            save_split(
-                root / "data" / folder / f"{name}.npz", make_split(count, seed=count + offset)
-            )
-    (root / "examples.png").write_bytes(
-        (REPO / "reports" / "add_noise" / "examples.png").read_bytes()
-    )
-    return root
-
-
-def env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    return stage_checkout(root, 2000, epochs=EPOCHS, batch_size=50)
 
 
 def train_until(root: Path, line: str | None, sig: int | None) -> tuple[int, str]:
     """Run the train stage; when it prints `line`, send `sig`. Returns (status, output)."""
     process = subprocess.Popen(
-        TRAIN, cwd=root, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        TRAIN,
+        cwd=root,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     seen = []
     for text in process.stdout:
@@ -100,7 +66,12 @@ def the_run(root: Path):
 def uninterrupted(tmp_path_factory):
     root = checkout(tmp_path_factory.mktemp("kill") / "uninterrupted")
     reference = subprocess.Popen(
-        TRAIN, cwd=root, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        TRAIN,
+        cwd=root,
+        env=clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     yield root, reference  # runs while the interrupted one does
     reference.kill()
@@ -143,3 +114,16 @@ def test_sigterm_then_sigkill_then_resume_gives_the_uninterrupted_weights(uninte
     assert expected.keys() == resumed.keys()
     for name in expected:
         assert torch.equal(expected[name], resumed[name]), name
+
+
+def test_a_damaged_checkpoint_is_discarded_with_a_warning_and_training_starts_over(tmp_path):
+    root = stage_checkout(tmp_path / "damaged", 500, epochs=2, batch_size=50)
+    status, _ = train_until(root, "epoch 1/2", signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM
+    (saved,) = (root / ".checkpoints" / "train").glob("*.pt")
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])  # a torn write
+    status, output = train_until(root, None, None)
+    assert status == 0, output
+    assert f"warning: checkpoint {saved} is unusable" in output and "starts over" in output
+    assert "resuming" not in output and "epoch 1/2" in output and "epoch 2/2" in output
+    assert not saved.exists()

@@ -53,7 +53,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> Aut
     except FileNotFoundError:
         raise ModelFileError(f"{path}: missing; run the train stage: dvc repro train") from None
     except Exception as error:  # truncated zip, bad pickle, other keys: unusable alike
-        reason = " ".join(f"{type(error).__name__}: {error}".split())[:160]
+        first = " ".join(str(error).split()).split(". ")[0]  # torch adds advice of its own
+        reason = f"{type(error).__name__}: {first}"[:160]
         raise ModelFileError(
             f"{path}: not a readable model ({reason}); restore it with `dvc checkout "
             f"{Path(path).parent}` or retrain with `dvc repro --force train`"

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from mnist_ae import figures
-from mnist_ae.datasets import Split, first_of_each_digit, to_unit
+from mnist_ae.datasets import DatasetError, Split, first_of_each_digit, to_unit
 from mnist_ae.metrics import TASKS, image_metrics, mse_per_digit, per_image_mse
 from mnist_ae.models import Autoencoder, to_model_input
 from mnist_ae.storage import write_csv, write_json
@@ -60,7 +60,10 @@ def evaluate_autoencoder(
     model: Autoencoder, clean: Split, noisy: Split, batch_size: int, device: torch.device
 ) -> Evaluation:
     if not np.array_equal(clean.labels, noisy.labels):
-        raise ValueError("clean and noisy test splits do not hold the same images")
+        raise DatasetError(
+            "the clean and noisy test splits do not hold the same images (their labels differ): "
+            "rerun add-noise: dvc repro --force add-noise"
+        )
     target = to_unit(clean.images)
     labels = torch.from_numpy(clean.labels)
     inputs = {"reconstruction": clean.images, "denoising": noisy.images}

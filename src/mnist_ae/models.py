@@ -72,7 +72,9 @@ def _conv_block(cin: int, cout: int, stride: int = 1, transpose: bool = False) -
 class ConvAutoencoder(Autoencoder):
     """A 16-channel convolution at full resolution (it sees the noise before any striding), then
     two 3x3 convolutions per resolution (28 -> 14 -> 7, 32 then 64 channels), all with batch norm
-    and SiLU, around a dense bottleneck of `latent_dim` numbers; the decoder mirrors the encoder."""
+    and SiLU, around a dense bottleneck of `latent_dim` numbers. The decoder goes back up the same
+    way (transposed convolutions upsample) but has no counterpart to the full-resolution stem: a
+    transposed convolution from 14x14 gives the 28x28 output."""
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()

@@ -18,6 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -368,9 +369,10 @@ def log_split(name: str, path: Path, images: Any, context: str) -> None:
     import mlflow.data
 
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:36]  # MLflow's column width
-    mlflow.log_input(
-        mlflow.data.from_numpy(images, source=str(path), name=name, digest=digest), context=context
-    )
+    with warnings.catch_warnings():  # MLflow registers its local-file source for both "" and
+        warnings.simplefilter("ignore", UserWarning)  # file://, then warns the path is ambiguous
+        dataset = mlflow.data.from_numpy(images, source=str(path), name=name, digest=digest)
+    mlflow.log_input(dataset, context=context)
 
 
 # -- the train stage's record of its run ------------------------------------------------------

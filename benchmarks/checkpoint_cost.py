@@ -1,0 +1,78 @@
+"""What per-epoch checkpointing costs the default training, measured in one process.
+
+    PYTHONPATH=src python benchmarks/checkpoint_cost.py                # default: 54,000 images
+    PYTHONPATH=src python benchmarks/checkpoint_cost.py --images 6400  # a quicker estimate
+
+Trains the default network (conv, 32-number code, psnr loss, one-cycle, batch 128, fresh noise)
+for a few epochs on synthetic MNIST-shaped images, saving the train stage's checkpoint after
+every epoch exactly as it does (weights, Adam state, schedule, generator, best weights; SHA-256,
+fsync, atomic rename). Reports the median time of an epoch and of a checkpoint save, and their
+ratio. Needs only torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import torch
+
+from mnist_ae.devices import (
+    device_description,
+    resolve_precision,
+    select_device,
+    uses_channels_last,
+)
+from mnist_ae.models import ModelConfig, build_model
+from mnist_ae.resume import Checkpoints
+from mnist_ae.training import Pairs, TrainSettings, fit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=54_000, help="training images per epoch")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args()
+
+    device = select_device(args.device)
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (args.images, 28, 28), dtype=torch.uint8, generator=generator)
+    val = images[:1000].to(device)
+    settings = TrainSettings(
+        "psnr",
+        0.04,
+        args.epochs,
+        128,
+        seed=0,
+        precision=resolve_precision(device, args.precision),
+        channels_last=uses_channels_last(device),
+        schedule="onecycle",
+        fresh_noise_std=0.4,
+    )
+    model = build_model(ModelConfig("conv", 32)).to(device)
+    saves: list[float] = []
+    folder = tempfile.TemporaryDirectory()
+    with folder, Checkpoints(folder.name, "benchmark").locked() as checkpoints:
+
+        def on_epoch(epoch, progress) -> None:
+            began = time.perf_counter()
+            checkpoints.save(progress, run_id="benchmark")
+            saves.append(time.perf_counter() - began)
+
+        on_device = images.to(device)
+        result = fit(model, Pairs(on_device, on_device), Pairs(val, val), settings, on_epoch)
+        size = checkpoints.path.stat().st_size
+    epoch = statistics.median(e.seconds for e in result.history)
+    save = statistics.median(saves)
+    print(f"device: {device_description(device)}, {settings.precision}")
+    print(f"epoch of {args.images:,} images: {epoch:.2f} s (median of {args.epochs})")
+    print(f"checkpoint save: {save * 1000:.1f} ms (median), {size / 2**20:.1f} MiB")
+    print(f"ratio: {save / epoch:.4%} of an epoch")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Broken files and bad settings against the real stage scripts, run as dvc.yaml runs them: each
+fault gives one line naming the file or key, a non-zero status, no traceback, no half-written
+output, and every output of the last good run untouched. The faults run concurrently."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import resource
+import shutil
+import signal
+import sqlite3
+import subprocess
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import clean_env, stage_checkout, stage_command
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_a_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) * 2 // 3] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def garble(path: Path) -> None:
+    path.write_text('{"code_size": 32, "test_psnr_db": ')
+
+
+def set_param(root: Path, section: str, key: str, value) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params[section][key] = value
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+@contextlib.contextmanager
+def locked_store(root: Path):
+    """Another process in the middle of a write to the MLflow store."""
+    holder = sqlite3.connect(root / "mlflow.db", timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        holder.rollback()
+        holder.close()
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """A disk that fills: writes past `limit` bytes fail (EFBIG) in the stage's process."""
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@dataclass(frozen=True)
+class Fault:
+    stage: str
+    damage: Callable[[Path], object]
+    named: tuple[str, ...]  # what the error line must contain
+    during: Callable[[Path], contextlib.AbstractContextManager] = lambda root: (
+        contextlib.nullcontext()
+    )
+    before_exec: Callable[[], None] | None = None
+
+
+FAULTS = {
+    "truncated training split": Fault(
+        "train", lambda r: truncate(r / "data/processed/train.npz"), ("data/processed/train.npz",)
+    ),
+    "bit-flipped noisy test split": Fault(
+        "evaluate", lambda r: flip_a_bit(r / "data/noisy/test.npz"), ("data/noisy/test.npz",)
+    ),
+    "truncated model.pt": Fault(
+        "evaluate", lambda r: truncate(r / "models/model.pt"), ("models/model.pt",)
+    ),
+    "bit-flipped model.pt": Fault(
+        "latent", lambda r: flip_a_bit(r / "models/model.pt"), ("models/model.pt",)
+    ),
+    "corrupt run.json": Fault("latent", lambda r: garble(r / "models/run.json"), ("run.json",)),
+    "corrupt evaluate metrics.json": Fault(
+        "compare-pca",
+        lambda r: garble(r / "reports/evaluate/metrics.json"),
+        ("reports/evaluate/metrics.json",),
+    ),
+    "corrupt mlflow.db": Fault(
+        "train",
+        lambda r: (r / "mlflow.db").write_bytes(b"not SQLite at all" * 4096),
+        ("mlflow.db", "not a readable SQLite database"),
+    ),
+    "locked mlflow.db": Fault(
+        "train", lambda r: None, ("mlflow.db", "locked by another process"), during=locked_store
+    ),
+    "train.device cuda without a GPU": Fault(
+        "check-params", lambda r: set_param(r, "train", "device", "cuda"), ("train.device", "cuda")
+    ),
+    "train.epochs -3": Fault(
+        "check-params", lambda r: set_param(r, "train", "epochs", -3), ("train.epochs",)
+    ),
+    "disk full while writing noisy splits": Fault(
+        "add-noise", lambda r: None, ("data/noisy",), before_exec=file_size_limit(100_000)
+    ),
+}
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file of the checkout but the MLflow store (runs may be marked failed there)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.name.startswith("mlflow.db")
+    }
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory) -> Path:
+    """A checkout after a successful train and evaluate (one epoch on 500 images)."""
+    root = stage_checkout(tmp_path_factory.mktemp("faults") / "good", 500, epochs=1, batch_size=50)
+    for stage in ("check-params", "train", "evaluate"):
+        done = subprocess.run(
+            stage_command(stage), cwd=root, env=clean_env(), capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def outcomes(good_run, tmp_path_factory):
+    """Each fault applied to its own copy of the good checkout, its stage run; all at once."""
+    base = tmp_path_factory.mktemp("faulty")
+
+    def inject(name: str):
+        fault = FAULTS[name]
+        root = base / name.replace(" ", "-")
+        shutil.copytree(good_run, root)
+        fault.damage(root)
+        before = snapshot(root)
+        with fault.during(root):
+            done = subprocess.run(
+                stage_command(fault.stage),
+                cwd=root,
+                env=clean_env(),
+                capture_output=True,
+                text=True,
+                timeout=240,
+                preexec_fn=fault.before_exec,
+            )
+        return root, before, done
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(FAULTS, pool.map(inject, FAULTS), strict=True))
+
+
+@pytest.mark.parametrize("name", FAULTS)
+def test_a_fault_is_one_clear_line_and_costs_no_output(outcomes, name):
+    root, before, done = outcomes[name]
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
+    message = done.stderr[done.stderr.rindex("error: ") :]  # the line, and listed keys if any
+    print(f"{name}: {message.strip()}")  # shown with pytest -rA: the table in the README
+    assert done.stderr.strip().endswith(message.strip()) and "\nerror: " not in message
+    for words in FAULTS[name].named:
+        assert words in message, message
+    assert snapshot(root) == before  # earlier outputs intact, nothing half-written beside them

@@ -1,0 +1,77 @@
+"""The real train stage against a tracking server that is down: unreachable from the start, it
+fails fast naming the URI; restarted in the middle of the training, the run still completes."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import mlflow
+import yaml
+from conftest import free_port_base, stack_command
+from helpers import clean_env, stage_checkout, stage_command
+from mlflow.tracking import MlflowClient
+
+EPOCHS = 5
+
+
+def test_an_unreachable_server_stops_the_train_stage_before_any_epoch(tmp_path):
+    root = stage_checkout(tmp_path / "repo", 500, epochs=1, batch_size=50)
+    uri = f"http://127.0.0.1:{free_port_base()}"  # nothing listens there
+    began = time.monotonic()
+    done = subprocess.run(
+        stage_command("train"),
+        cwd=root,
+        env=clean_env() | {"MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert time.monotonic() - began < 30
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert uri in done.stderr.strip().splitlines()[-1]
+    assert "epoch 1/" not in done.stdout and not (root / "models").exists()
+
+
+def test_a_server_restarted_during_training_loses_nothing(stack, tmp_path):
+    root = stage_checkout(tmp_path / "repo", 3000, epochs=EPOCHS, batch_size=50)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["mlflow"] = {"experiment": "outage", "registered_model": "outage-ae"}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    training = subprocess.Popen(
+        stage_command("train"),
+        cwd=root,
+        env=clean_env() | stack.client_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    restarted = []
+
+    def restart() -> None:  # the server goes down after epoch 1 and comes back a while later
+        stack.started()["mlflow"].stop()
+        time.sleep(3)
+        restarted.append(stack_command(stack.root, "up"))
+
+    output, restarter = [], threading.Thread(target=restart)
+    for line in training.stdout:
+        output.append(line)
+        if line.startswith(f"epoch 1/{EPOCHS}"):
+            restarter.start()
+    assert training.wait(timeout=300) == 0, "".join(output)
+    restarter.join()
+    assert restarted[0].returncode == 0, restarted[0].stderr
+    assert "mlflow: started" in restarted[0].stdout and "postgres" not in restarted[0].stdout
+
+    mlflow.set_tracking_uri(stack.url("mlflow"))
+    try:
+        client = MlflowClient()
+        (run,) = client.search_runs([client.get_experiment_by_name("outage").experiment_id])
+        assert run.info.status == "FINISHED"
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert sorted(steps) == list(range(1, EPOCHS + 1))
+        (version,) = client.search_model_versions("name = 'outage-ae'")
+        assert version.run_id == run.info.run_id and version.tags["outputs"] == "complete"
+    finally:
+        mlflow.set_tracking_uri(None)
