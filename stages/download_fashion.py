@@ -10,12 +10,20 @@ from mnist_ae.cli import run_stage, stage_parser
 from mnist_ae.datasets import OOD_MISSING, Split, save_split
 from mnist_ae.params import load_params
 from mnist_ae.sources import DataSourceError, fetch_fashion
-from mnist_ae.storage import atomic_path
+from mnist_ae.storage import atomic_path, write_json
+
+
+def record(path: Path, available: bool) -> None:
+    with atomic_path(path) as tmp:
+        write_json(tmp, {"available": available})
 
 
 def main() -> None:
     parser = stage_parser(__doc__)
     parser.add_argument("--out", type=Path, required=True, help="directory for test.npz")
+    parser.add_argument(
+        "--record", type=Path, required=True, help="JSON saying whether it was available"
+    )
     args = parser.parse_args()
     params = load_params(args.params)
 
@@ -26,9 +34,11 @@ def main() -> None:
             )
         except DataSourceError as exc:
             (tmp / OOD_MISSING).write_text(f"{exc}\n")
+            record(args.record, available=False)
             print(f"Fashion-MNIST unavailable, the anomaly analysis will be skipped: {exc}")
             return
         save_split(tmp / "test.npz", Split(arrays["test_images"], arrays["test_labels"]))
+        record(args.record, available=True)
     print(f"Fashion-MNIST test set verified from source '{served_by}' -> {args.out}")
 
 

@@ -37,7 +37,9 @@ def test_without_fashion_mnist_the_analysis_is_skipped_and_the_pipeline_goes_on(
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
 
-    fetched = stage("download_fashion", "--out", "data/fashion", cwd=tmp_path)
+    fetched = stage(
+        "download_fashion", "--out", "data/fashion", "--record", "available.json", cwd=tmp_path
+    )
     assert fetched.returncode == 0, fetched.stderr
     assert "Fashion-MNIST unavailable, the anomaly analysis will be skipped" in fetched.stdout
     note = (tmp_path / "data" / "fashion" / OOD_MISSING).read_text()
@@ -81,3 +83,42 @@ def test_without_fashion_mnist_the_analysis_is_skipped_and_the_pipeline_goes_on(
     report = json.loads((tmp_path / "reports" / "anomaly" / "metrics.json").read_text())
     assert report == {"ood_available": False}
     assert (tmp_path / "reports" / "anomaly" / "scores.png").stat().st_size > 0
+
+
+def test_fashion_mnist_that_becomes_available_is_picked_up_by_the_next_dvc_repro(tmp_path):
+    """Real DVC: after a run without Fashion-MNIST, anomaly marks the note read, which keeps
+    download-fashion changed, so the next `dvc repro` tries again and gets the files."""
+    from mnist_ae.anomaly import mark_note_read
+
+    debian = Path("/usr/share/datasets/fashion-mnist")  # .ci/run installs it
+    source = tmp_path / "fashion-source"
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["anomaly"] |= {"source": "local", "local_dir": str(source)}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["download-fashion"]
+    stage["cmd"] = stage["cmd"].replace("python stages/", f"{sys.executable} {REPO}/stages/")
+    del stage["deps"]  # the code and check-params are not part of this small repository
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"download-fashion": stage}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    dvc = [str(Path(sys.executable).parent / "dvc")]
+
+    def run(*args: str) -> str:
+        done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    run("git", "init", "-q")
+    run(*dvc, "init", "-q")
+    run(*dvc, "repro")
+    note = tmp_path / "data" / "fashion" / OOD_MISSING
+    assert note.is_file() and "Data and pipelines are up to date" in run(*dvc, "status")
+    mark_note_read(note)  # what anomaly does when it finds the note
+    source.mkdir()
+    for path in debian.iterdir():  # the source delivers now
+        (source / path.name).write_bytes(path.read_bytes())
+    assert "download-fashion" in run(*dvc, "status")
+    run(*dvc, "repro")
+    assert (tmp_path / "data" / "fashion" / "test.npz").is_file() and not note.exists()
+    record = tmp_path / "reports" / "download_fashion" / "available.json"
+    assert json.loads(record.read_text()) == {"available": True}
+    assert "Data and pipelines are up to date" in run(*dvc, "status")

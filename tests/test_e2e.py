@@ -283,7 +283,10 @@ def test_four_queued_experiments_two_at_a_time_share_one_sqlite_store(pipeline, 
     local = {k: v for k, v in env.items() if k not in ("MLFLOW_TRACKING_URI", AUDIT_ENV)}
     sizes = ["64", "16", "8", "4"]  # not the baseline's 32: DVC would have nothing to run
     run(
-        [str(BIN / "python"), "-m", "mnist_ae.sweep", "run", "--sizes", *sizes, "--jobs", "2"],
+        [
+            *(str(BIN / "python"), "-m", "mnist_ae.sweep", "run", "--sizes", *sizes),
+            *("--set", "train.epochs=1", "--jobs", "2"),
+        ],
         pipeline,
         local,
     )

@@ -26,16 +26,15 @@ def checkout(root: Path) -> Path:
     return stage_checkout(root, 2000, epochs=EPOCHS, batch_size=50)
 
 
+def start_training(root: Path, stdout, stderr) -> subprocess.Popen:
+    return subprocess.Popen(
+        TRAIN, cwd=root, env=clean_env(), stdout=stdout, stderr=stderr, text=True
+    )
+
+
 def train_until(root: Path, line: str | None, sig: int | None) -> tuple[int, str]:
     """Run the train stage; when it prints `line`, send `sig`. Returns (status, output)."""
-    process = subprocess.Popen(
-        TRAIN,
-        cwd=root,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_training(root, subprocess.PIPE, subprocess.STDOUT)
     seen = []
     for text in process.stdout:
         seen.append(text)
@@ -65,14 +64,7 @@ def the_run(root: Path):
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     root = checkout(tmp_path_factory.mktemp("kill") / "uninterrupted")
-    reference = subprocess.Popen(
-        TRAIN,
-        cwd=root,
-        env=clean_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    reference = start_training(root, subprocess.DEVNULL, subprocess.PIPE)
     yield root, reference  # runs while the interrupted one does
     reference.kill()
 

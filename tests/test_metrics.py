@@ -37,3 +37,19 @@ def test_mse_per_digit():
     pred = torch.stack([torch.full((28, 28), v) for v in (0.1, 0.3, 0.2)])
     per_digit = mse_per_digit(pred, target, torch.tensor([7, 7, 2]))
     assert per_digit == pytest.approx({7: (0.01 + 0.09) / 2, 2: 0.04})
+
+
+def test_ssim_equals_torchmetrics_per_image():
+    """Our separable SSIM against the reference implementation (a test-only dependency)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    from mnist_ae.metrics import mean_ssim, per_image_ssim
+
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(300, 1, 28, 28, generator=generator)
+    pred = (target + 0.3 * torch.randn(300, 1, 28, 28, generator=generator)).clamp(0, 1)
+    reference = structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
+    assert torch.allclose(per_image_ssim(pred, target), reference, atol=1e-6)
+    assert mean_ssim(pred[:, 0], target[:, 0], batch_size=128) == pytest.approx(
+        float(reference.mean()), abs=1e-6
+    )

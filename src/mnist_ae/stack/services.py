@@ -41,6 +41,21 @@ class Service:
     def ready(self, layout: Layout) -> bool:
         raise NotImplementedError
 
+    def _spawn(self, layout: Layout, command: list[str], env: dict | None = None) -> int:
+        """Start a server in a session of its own (a Ctrl-C in the shell does not reach it),
+        logging to its file; returns its process id."""
+        layout.folder(self.name).mkdir(parents=True, exist_ok=True)
+        with open(layout.log(self.name), "ab") as log:
+            process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return process.pid
+
     def fail(self, layout: Layout, what: str) -> StackError:
         return StackError(
             f"{self.name} {what}; its log {layout.log(self.name)} ends:\n"
@@ -288,20 +303,14 @@ class SeaweedFS(Service):
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",  # extra gateways, not needed here
             "-master.telemetry=false",  # no reports to the outside world
+            # One master: no Raft quorum to wait for (with existing state it would wait for an
+            # election timeout, about 15 s, on every restart)
+            "-master.peers=none",
             "-volume.preStopSeconds=0",  # one node: no peers to drain before stopping
             "-master.volumeSizeLimitMB=256",
             "-volume.max=64",  # room for both buckets
         ]
-        layout.folder(self.name).mkdir(parents=True, exist_ok=True)
-        with open(layout.log(self.name), "ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        return Started.of(process.pid)
+        return Started.of(self._spawn(layout, command))
 
     def s3(self, layout: Layout):
         import boto3
@@ -381,17 +390,8 @@ class MlflowServer(Service):
             "--workers",
             str(self.workers),
         ]
-        layout.folder(self.name).mkdir(parents=True, exist_ok=True)
-        with open(layout.log(self.name), "ab") as log:
-            process = subprocess.Popen(
-                command,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        return Started.of(process.pid, group=True)  # uvicorn and its workers: one group
+        # uvicorn and its workers: one process group, stopped together
+        return Started.of(self._spawn(layout, command, env), group=True)
 
     def ready(self, layout: Layout) -> bool:
         try:
