@@ -37,7 +37,7 @@ from mnist_ae.repo import repo_root
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's training view
 CHECKOUT_TAG = "mnist_ae.checkout"  # the main repository the run's stages ran in
 PROCESS_TAG = "mnist_ae.process"  # host:pid:start time of the process that has the run open
-REACH_SECONDS = 20.0  # a tracking server that does not answer by then is down
+REACH_SECONDS = 15.0  # a tracking server that does not answer by then is down
 
 
 class TrackingError(PipelineError, RuntimeError):
