@@ -3,7 +3,6 @@ and one real team stack (PostgreSQL, SeaweedFS, MLflow server) for the service t
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_split
+from helpers import clean_env, make_split
 
 from mnist_ae.stack.layout import PORT_OFFSETS, Layout
 
@@ -54,7 +53,7 @@ def _free(port: int) -> bool:
 def stack_command(directory: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     """`dev.py stack ...` as a user runs it (through this environment's python)."""
     command = [sys.executable, "-m", "mnist_ae.stack", *args, "--dir", str(directory)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+    env = clean_env()
     return subprocess.run(
         command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
     )

@@ -76,7 +76,8 @@ def stage_checkout(root, train_images: int, **train):
 
 
 def clean_env() -> dict[str, str]:
-    """This environment without MLflow or DVC settings: stages use the checkout's SQLite store."""
+    """This environment without the caller's MLflow, DVC or AWS settings: stages use the
+    checkout's SQLite store unless a test points them elsewhere."""
     import os
 
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "AWS_"))}

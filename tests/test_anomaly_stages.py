@@ -9,7 +9,7 @@ from pathlib import Path
 
 import mlflow
 import yaml
-from helpers import make_split
+from helpers import clean_env, make_split
 
 from mnist_ae import tracking
 from mnist_ae.checkpoints import save_checkpoint
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def stage(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env = clean_env()
     command = [
         sys.executable,
         str(REPO / "stages" / f"{name}.py"),
@@ -99,7 +99,7 @@ def test_fashion_mnist_that_becomes_available_is_picked_up_by_the_next_dvc_repro
     stage["cmd"] = stage["cmd"].replace("python stages/", f"{sys.executable} {REPO}/stages/")
     del stage["deps"]  # the code and check-params are not part of this small repository
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"download-fashion": stage}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env = clean_env()
     dvc = [str(Path(sys.executable).parent / "dvc")]
 
     def run(*args: str) -> str:

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import helpers
 import mlflow
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.e2e
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment's `python` and `dvc`, no MLflow or AWS settings of the caller."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "AWS_"))}
+    env = helpers.clean_env()
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     env |= {
         "GIT_AUTHOR_NAME": "t",
