@@ -5,6 +5,8 @@
     python3 dev.py test  [pytest options]      # the test suite
     python3 dev.py ui                          # mlflow ui on this repository's store
     python3 dev.py stack up|env|status|down    # the local team stack (PostgreSQL, S3, MLflow)
+    python3 dev.py exps  [dvc exp show options] # experiments: their params and headline metrics
+    python3 dev.py deps                        # rewrite dvc.yaml's code dependencies from imports
 
 Each call installs uv if it is missing (into .tools/), syncs .venv exactly to uv.lock, then runs
 the command inside that environment.
@@ -22,11 +24,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 TOOLS = ROOT / ".tools"
 UV_REQUIREMENT = "uv>=0.8,<0.14"
+# The columns of `dvc exp show` worth a glance (it would show every dependency's hash too).
+HEADLINE = (
+    r"Experiment|Created|State|code_size|denoising\.(psnr|ssim)|reconstruction\.psnr"
+    r"|pca\.denoising\.psnr|beats_pca|roc_auc|best_epoch|precision|noise\.std|model\."
+    r"|train\.(loss|lr|epochs|batch_size|precision)|data\.limit"
+)
 COMMANDS = {
     "repro": ["dvc", "repro"],
     "test": ["pytest"],
     "ui": ["mlflow", "ui", "--backend-store-uri", f"sqlite:///{ROOT / 'mlflow.db'}"],
     "stack": ["python", "-m", "mnist_ae.stack"],
+    "exps": ["dvc", "exp", "show", "--drop", ".*", "--keep", HEADLINE],
+    "deps": ["python", "-m", "mnist_ae.pipeline.code_deps"],
 }
 
 

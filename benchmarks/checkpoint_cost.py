@@ -16,18 +16,19 @@ import argparse
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from mnist_ae.devices import (
+from mnist_ae.model.checkpoints import TrainingCheckpoint
+from mnist_ae.model.devices import (
     device_description,
     resolve_precision,
     select_device,
     uses_channels_last,
 )
-from mnist_ae.models import ModelConfig, build_model
-from mnist_ae.resume import Checkpoints
-from mnist_ae.training import Pairs, TrainSettings, fit
+from mnist_ae.model.loop import Pairs, TrainSettings, fit
+from mnist_ae.model.networks import ModelConfig, build_model
 
 
 def main() -> None:
@@ -56,7 +57,7 @@ def main() -> None:
     model = build_model(ModelConfig("conv", 32)).to(device)
     saves: list[float] = []
     folder = tempfile.TemporaryDirectory()
-    with folder, Checkpoints(folder.name, "benchmark").locked() as checkpoints:
+    with folder, TrainingCheckpoint(Path(folder.name), "benchmark").locked() as checkpoints:
 
         def on_epoch(epoch, progress) -> None:
             began = time.perf_counter()

@@ -12,9 +12,9 @@ and the median of each is reported with their ratio.
 - naive: a torch Dataset returns one image at a time as a float tensor, a DataLoader collates
   batches (pytorch/examples' MNIST recipe: 1 worker and pinned memory on CUDA), each batch is
   copied to the device, fp32, plain Adam.
-- ours: mnist_ae.training.Trainer: images resident on the device as uint8, batches cut by an
+- ours: mnist_ae.model.loop.Trainer: images resident on the device as uint8, batches cut by an
   on-device permutation, scaled there; bf16 autocast and channels_last where they pay
-  (devices.py), fused Adam on every device, torch.compile with --compile.
+  (model/devices.py), fused Adam on every device, torch.compile with --compile.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mnist_ae.devices import (
+from mnist_ae.model.devices import (
     configure_backends,
     device_description,
     peak_host_rss_mib,
@@ -34,8 +34,9 @@ from mnist_ae.devices import (
     select_device,
     uses_channels_last,
 )
-from mnist_ae.models import Autoencoder, ModelConfig, build_model
-from mnist_ae.training import Pairs, Trainer, TrainSettings, fit, reconstruction_loss
+from mnist_ae.model.loop import Pairs, Trainer, TrainSettings, fit
+from mnist_ae.model.losses import reconstruction_loss
+from mnist_ae.model.networks import Autoencoder, ModelConfig, build_model
 
 
 class OneImageAtATime(Dataset):

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mnist_ae import figures
-from mnist_ae.cli import run_stage, stage_parser
-from mnist_ae.datasets import Split, first_of_each_digit, load_splits, save_split, split_path
-from mnist_ae.noise import add_gaussian_noise, split_rng
-from mnist_ae.params import load_params
-from mnist_ae.storage import atomic_path
+from mnist_ae.analysis import figures
+from mnist_ae.data.noise import add_gaussian_noise, split_rng
+from mnist_ae.data.pixels import to_unit
+from mnist_ae.data.splits import Split, first_of_each_digit, load_splits, save_split, split_path
+from mnist_ae.plumbing.cli import run_stage, stage_arguments
+from mnist_ae.plumbing.outputs import atomic_path
+from mnist_ae.plumbing.params import load_params
 
 
 def main() -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--processed", type=Path, required=True, help="directory of clean splits")
-    parser.add_argument("--out", type=Path, required=True, help="directory for noisy splits")
-    parser.add_argument("--figure", type=Path, required=True, help="PNG of examples")
-    args = parser.parse_args()
+    args = stage_arguments(__doc__, processed="clean splits", out="noisy splits", figure="a PNG")
     params = load_params(args.params)
 
     clean = load_splits(args.processed)
@@ -33,8 +28,8 @@ def main() -> None:
             save_split(split_path(out_tmp, name), split)
         figures.image_rows(
             [
-                ("clean", clean["test"].images[columns] / 255.0),
-                (f"noisy\nstd {params.noise.std}", noisy["test"].images[columns] / 255.0),
+                ("clean", to_unit(clean["test"].images[columns])),
+                (f"noisy\nstd {params.noise.std}", to_unit(noisy["test"].images[columns])),
             ],
             figure_tmp,
             column_titles=[str(d) for d in clean["test"].labels[columns]],

@@ -5,18 +5,14 @@ depends on this one, whose output stays the same whenever the params are valid."
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mnist_ae.cli import run_stage, stage_parser
-from mnist_ae.devices import select_device
-from mnist_ae.params import load_params
-from mnist_ae.storage import atomic_path, write_json
+from mnist_ae.model.devices import select_device
+from mnist_ae.plumbing.cli import run_stage, stage_arguments
+from mnist_ae.plumbing.outputs import atomic_path, write_json
+from mnist_ae.plumbing.params import load_params
 
 
 def main() -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="the (unchanging) verdict file")
-    args = parser.parse_args()
+    args = stage_arguments(__doc__, out="the verdict file (the same for every valid file)")
     params = load_params(args.params)
     select_device(params.train.device)  # train.device: cuda on a machine without one
     with atomic_path(args.out) as tmp:

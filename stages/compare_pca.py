@@ -1,50 +1,45 @@
-"""DVC stage `compare-pca`: PCA at every code size of the sweep against the autoencoder's point."""
+"""DVC stage `compare-pca`: the linear baseline. PCA fitted once on the clean training images,
+scored on the test set at every code size of the sweep and at the model's own."""
 
 from __future__ import annotations
 
-import mlflow
+from pathlib import Path
 
-from mnist_ae.analysis_stage import AnalysisStage
-from mnist_ae.cli import run_stage
-from mnist_ae.comparison import autoencoder_point, compare, pca_scores, save_report
-from mnist_ae.datasets import load_split, split_path, to_unit
-from mnist_ae.pca import PCA
+import torch
+
+from mnist_ae.analysis.comparison import pca_scores, save_pca_report
+from mnist_ae.analysis.pca import PCA
+from mnist_ae.data.pixels import to_unit
+from mnist_ae.data.splits import load_split, split_path
+from mnist_ae.model.devices import select_device
+from mnist_ae.model.networks import ModelConfig, build_model
+from mnist_ae.plumbing.cli import run_stage, stage_arguments
+from mnist_ae.plumbing.outputs import publish_files
+from mnist_ae.plumbing.params import load_params
 
 
 def main() -> None:
-    stage = AnalysisStage.from_command_line(
-        __doc__,
-        {
-            "processed": "clean splits",
-            "noisy": "noisy splits",
-            "evaluation": "evaluate's metrics.json",
-        },
-        uses_model=False,
+    args = stage_arguments(__doc__, processed="clean splits", noisy="noisy splits", out="reports")
+    params = load_params(args.params)
+    device = select_device(params.train.device)
+
+    code_size = build_model(ModelConfig(params.model.arch, params.model.latent_dim)).code_size
+
+    def pixels(folder: Path, split: str) -> torch.Tensor:
+        return to_unit(load_split(split_path(folder, split)).images).to(device)
+
+    # One eigendecomposition on the device serves every code size.
+    pca = PCA.fit(pixels(args.processed, "train"))
+    sizes = sorted(set(params.compare_pca.code_sizes) | {code_size})
+    rows = pca_scores(pca, sizes, pixels(args.processed, "test"), pixels(args.noisy, "test"))
+    with publish_files(args.out) as out:
+        save_pca_report(out, rows, code_size)
+    at_code = next(row for row in rows if row["code_size"] == code_size)
+    denoising, reconstruction = at_code["denoising_psnr"], at_code["reconstruction_psnr"]
+    print(
+        f"PCA at {len(sizes)} code sizes; at the model's {code_size}: denoising "
+        f"{denoising:.3f} dB, reconstruction {reconstruction:.3f} dB"
     )
-    args, params, device = stage.args, stage.params, stage.device
-    autoencoder = autoencoder_point(args.evaluation)
-    clean = to_unit(load_split(split_path(args.processed, "test")).images).to(device)
-    noisy = to_unit(load_split(split_path(args.noisy, "test")).images).to(device)
-    # One eigendecomposition on the device serves every code size of the sweep.
-    pca = PCA.fit(to_unit(load_split(split_path(args.processed, "train")).images).to(device))
-    sizes = sorted(set(params.compare_pca.code_sizes) | {autoencoder["code_size"]})
-    rows = pca_scores(pca, sizes, clean, noisy)
-    metrics = compare(rows, autoencoder)
-    ratios = {k: v for k, v in metrics.items() if k.endswith(("_ratio", "_db"))}
-    with stage.tracked(("compare_pca",)), stage.report("compare_pca") as out:
-        save_report(out, rows, autoencoder, metrics)
-        mlflow.log_metrics({f"vs_pca_{k}": v for k, v in ratios.items()})
-        for row in rows:  # MLflow charts PCA's error against code size (step = code size)
-            step = int(row["code_size"])
-            mlflow.log_metrics(
-                {f"pca_{k}": v for k, v in row.items() if k != "code_size"}, step=step
-            )
-    if metrics["pca_lossless_at_code_size"]:
-        print(
-            f"code size {autoencoder['code_size']} >= 784 pixels: PCA with 784 components is "
-            "lossless on clean input, so the comparison that matters is denoising"
-        )
-    print("  ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
 
 
 if __name__ == "__main__":

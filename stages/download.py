@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mnist_ae.cli import run_stage, stage_parser
-from mnist_ae.idx import encode_idx
-from mnist_ae.params import load_params
-from mnist_ae.sources import IDX_FILES, fetch_mnist
-from mnist_ae.storage import atomic_path, write_json
+from mnist_ae.data.idx import IDX_FILES, encode_idx
+from mnist_ae.data.sources import fetch_mnist
+from mnist_ae.plumbing.cli import run_stage, stage_arguments
+from mnist_ae.plumbing.outputs import atomic_path, write_json
+from mnist_ae.plumbing.params import load_params
 
 
 def main() -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="directory for the IDX files")
-    parser.add_argument(
-        "--record",
-        type=Path,
-        required=True,
-        help="JSON noting which source served; not a DVC output, so dvc.lock is network-free",
+    args = stage_arguments(
+        __doc__,
+        out="folder for the IDX files",
+        record="which source served (not a DVC output: dvc.lock stays network-free)",
     )
-    args = parser.parse_args()
     data = load_params(args.params).data
 
     arrays, served_by = fetch_mnist(data.source, data.local_dir, data.mirror_timeout)

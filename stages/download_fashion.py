@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnist_ae.cli import run_stage, stage_parser
-from mnist_ae.datasets import OOD_MISSING, Split, save_split
-from mnist_ae.params import load_params
-from mnist_ae.sources import DataSourceError, fetch_fashion
-from mnist_ae.storage import atomic_path, write_json
+from mnist_ae.data.sources import DataSourceError, fetch_fashion
+from mnist_ae.data.splits import OOD_MISSING, Split, save_split
+from mnist_ae.plumbing.cli import run_stage, stage_arguments
+from mnist_ae.plumbing.outputs import atomic_path, write_json
+from mnist_ae.plumbing.params import load_params
 
 
 def record(path: Path, available: bool) -> None:
@@ -19,12 +19,7 @@ def record(path: Path, available: bool) -> None:
 
 
 def main() -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--out", type=Path, required=True, help="directory for test.npz")
-    parser.add_argument(
-        "--record", type=Path, required=True, help="JSON saying whether it was available"
-    )
-    args = parser.parse_args()
+    args = stage_arguments(__doc__, out="folder for test.npz", record="whether it was had")
     params = load_params(args.params)
 
     with atomic_path(args.out, is_dir=True) as tmp:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from mnist_ae.cli import run_stage, stage_parser
-from mnist_ae.datasets import read_raw, save_split, split_path, stratified_subset, train_val_split
-from mnist_ae.params import load_params
-from mnist_ae.storage import atomic_path
+from mnist_ae.data.splits import (
+    read_raw,
+    save_split,
+    split_path,
+    stratified_subset,
+    train_val_split,
+)
+from mnist_ae.plumbing.cli import run_stage, stage_arguments
+from mnist_ae.plumbing.outputs import atomic_path
+from mnist_ae.plumbing.params import load_params
 
 
 def main() -> None:
-    parser = stage_parser(__doc__)
-    parser.add_argument("--raw", type=Path, required=True, help="directory of the IDX files")
-    parser.add_argument("--out", type=Path, required=True, help="directory for the splits")
-    args = parser.parse_args()
+    args = stage_arguments(__doc__, raw="the IDX files", out="folder for the splits")
     params = load_params(args.params)
 
     train, test = read_raw(args.raw)

@@ -1,10 +1,31 @@
-"""Test helpers shared across modules."""
+"""Test helpers shared across modules: small data, the repository as a user's shell sees it, stage
+commands exactly as dvc.yaml runs them, and checkouts ready for a stage."""
 
 from __future__ import annotations
 
-import numpy as np
+import os
+import random
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
-from mnist_ae.datasets import Split
+import numpy as np
+import yaml
+
+from mnist_ae.data.splits import Split, save_split
+from mnist_ae.stack.layout import PORT_OFFSETS
+from mnist_ae.stack.processes import port_is_free
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # this environment's python, dvc and mlflow
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
 
 
 def make_split(count: int, seed: int = 0) -> Split:
@@ -19,7 +40,7 @@ def training_progress(epoch: int):
     """A Progress after `epoch` epochs whose weights all equal `epoch` (1 MiB of them)."""
     import torch
 
-    from mnist_ae.training import EpochResult, Progress, TrainResult
+    from mnist_ae.model.progress import EpochResult, Progress, TrainResult
 
     history = [EpochResult(e, -e, -e - 0.5, 1.0) for e in range(1, epoch + 1)]
     weights = {"w": torch.full((512, 512), float(epoch))}
@@ -29,36 +50,57 @@ def training_progress(epoch: int):
     return Progress(epoch, weights, optimizer, None, generator, result)
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This environment without the caller's MLflow, DVC or AWS settings (stages use the
+    checkout's SQLite store unless a test points them elsewhere), with this environment's
+    `python` and `dvc` first on PATH and a git identity."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "AWS_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    return env | GIT_IDENTITY | extra
+
+
+def run(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, ok: bool = True, timeout=900
+) -> subprocess.CompletedProcess:
+    """A command as a user runs it; with `ok`, it must succeed (its output shown if not)."""
+    done = subprocess.run(
+        args, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if ok:
+        assert done.returncode == 0, f"{args}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
 def stage_command(stage: str) -> list[str]:
     """A stage's command exactly as dvc.yaml runs it, with this environment's python."""
-    import shlex
-    import sys
-    from pathlib import Path
-
-    import yaml
-
-    repo = Path(__file__).resolve().parents[1]
-    pipeline = yaml.safe_load((repo / "dvc.yaml").read_text())
+    pipeline = yaml.safe_load((REPO / "dvc.yaml").read_text())
     program, script, *args = shlex.split(pipeline["stages"][stage]["cmd"])
     assert program == "python"
-    return [sys.executable, str(repo / script), *args]
+    return [sys.executable, str(REPO / script), *args]
 
 
-def stage_checkout(root, train_images: int, **train):
+def run_stage(stage: str, root: Path, env: dict[str, str] | None = None, **options):
+    """Run one stage's command in a checkout; returns the finished process."""
+    return subprocess.run(
+        stage_command(stage),
+        cwd=root,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=options.pop("timeout", 300),
+        **options,
+    )
+
+
+def stage_checkout(root, train_images: int, **train) -> Path:
     """A repository ready for the train stage: params.yaml with `train` overrides, clean and
     noisy splits (`train_images` training, 200 validation and test images), add-noise's figure."""
-    from pathlib import Path
-
-    import yaml
     from PIL import Image
 
-    from mnist_ae.datasets import save_split
-
-    repo = Path(__file__).resolve().parents[1]
     root = Path(root)
     root.mkdir(parents=True)
     (root / "dvc.yaml").write_text("stages: {}\n")  # marks the repository root
-    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"] |= train
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     for folder in ("processed", "noisy"):
@@ -75,9 +117,25 @@ def stage_checkout(root, train_images: int, **train):
     return root
 
 
-def clean_env() -> dict[str, str]:
-    """This environment without the caller's MLflow, DVC or AWS settings: stages use the
-    checkout's SQLite store unless a test points them elsewhere."""
-    import os
+def copy_checkout(destination: Path) -> None:
+    """What a clone has: the files git tracks, plus uncommitted ones not ignored."""
+    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], REPO)
+    for name in filter(None, listed.stdout.split("\0")):
+        if (REPO / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
 
-    return {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "AWS_"))}
+
+def free_port_base() -> int:
+    """The first of ten consecutive free loopback ports (a user's own stack may use 15000)."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        if all(port_is_free(base + offset) for offset in PORT_OFFSETS.values()):
+            return base
+    raise RuntimeError("no ten consecutive free ports on 127.0.0.1")
+
+
+def stack_command(directory: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`dev.py stack ...` as a user runs it (through this environment's python)."""
+    command = [sys.executable, "-m", "mnist_ae.stack", *args, "--dir", str(directory)]
+    return run(command, REPO, ok=False, timeout=timeout)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_ae.anomaly import detect_anomalies, reconstruction_errors
-from mnist_ae.evaluation import reconstruct
-from mnist_ae.models import ModelConfig, build_model
+from mnist_ae.analysis.anomaly import detect_anomalies, reconstruction_errors
+from mnist_ae.analysis.evaluation import reconstruct
+from mnist_ae.model.networks import ModelConfig, build_model
 
 CPU = torch.device("cpu")
 

@@ -2,9 +2,12 @@
 packages: its modules may import nothing else. (Speed itself is measured, never asserted.)"""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOT_ON_GPU_MACHINES = [
@@ -30,7 +33,7 @@ def run_python(code_or_args: list[str]) -> subprocess.CompletedProcess:
 def test_benchmark_modules_import_only_torch():
     check = (  # what our modules add to a bare `import torch` (which may pull in tqdm itself)
         "import sys, torch; before = set(sys.modules); "
-        "import mnist_ae.models, mnist_ae.training, mnist_ae.devices; "
+        "import mnist_ae.model.networks, mnist_ae.model.loop, mnist_ae.model.devices; "
         "added = {m.split('.')[0] for m in set(sys.modules) - before}; "
         f"print(sorted(added & set({NOT_ON_GPU_MACHINES!r})))"
     )
@@ -39,7 +42,7 @@ def test_benchmark_modules_import_only_torch():
     assert result.stdout.strip() == "[]"
 
 
-def test_benchmark_runs_and_reports_both_loops():
+def test_benchmark_runs_and_reports_both_loops_and_their_ratio():
     result = run_python(
         [
             "benchmarks/train_throughput.py",
@@ -57,5 +60,12 @@ def test_benchmark_runs_and_reports_both_loops():
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "device: cpu; torch" in out and "naive DataLoader loop (fp32)" in out
-    assert "our loop (" in out and "ratio:" in out and "peak host RSS" in out
+    assert out.startswith("device: cpu; torch ")
+    naive = re.search(r"naive DataLoader loop \(fp32\): +([\d,]+) images/s", out)
+    ours = re.search(r"our loop \(fp32, channels_last\): +([\d,]+) images/s", out)
+    ratio = re.search(r"ratio: ([\d.]+)x", out)
+    assert naive and ours and ratio, out
+    naive, ours = (float(m.group(1).replace(",", "")) for m in (naive, ours))
+    assert naive > 0 and ours > 0
+    assert float(ratio.group(1)) == pytest.approx(ours / naive, abs=0.01)  # the ratio of the two
+    assert re.search(r"peak host RSS [\d,]+ MiB", out)

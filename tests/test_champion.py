@@ -1,8 +1,15 @@
-"""The registry and the champion rule on a real MLflow SQLite store: versions exist only with
-complete outputs, @champion goes only to a comparable, better version that beats PCA, and
-evaluations racing in separate processes leave it on the best."""
+"""The registry and the champion rule, on a real SQLite store and on the team stack's server
+(PostgreSQL behind it): versions exist only with complete outputs, @champion goes only to a
+comparable, better version that beats PCA, promotions racing in separate processes leave it on
+the best, and a signal between writing the alias and reading it back does not stop it there."""
 
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
 from pathlib import Path
 
 import mlflow
@@ -11,62 +18,83 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from mnist_ae import champion, registry, tracking
-from mnist_ae.models import ModelConfig, build_model
-
-NAME = "ae"
+from mnist_ae.model.networks import ModelConfig, build_model
+from mnist_ae.tracking import champion, registry, runs, store
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def sqlite_store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     monkeypatch.chdir(tmp_path)
-    tracking.setup("test-experiment")
+    store.connect("test-experiment", tmp_path)
     yield tmp_path
     mlflow.set_tracking_uri(None)
 
 
-def new_version(psnr=None, complete=True, beats_pca=True, noise="0.4", test="abc") -> str:
-    """A registered version as train and evaluate leave it (without the model files)."""
+@pytest.fixture(params=["sqlite", "server"])
+def any_store(request, tmp_path, monkeypatch):
+    """The local SQLite store, or the team stack's tracking server: where the team's champion
+    lives. Each test gets a registered model name of its own."""
+    if request.param == "server":
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", request.getfixturevalue("stack").url("mlflow"))
+    else:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    store.connect("test-experiment", tmp_path)
+    yield f"ae-{uuid.uuid4().hex[:8]}"
+    mlflow.set_tracking_uri(None)
+
+
+def new_version(name, psnr=None, complete=True, beats_pca=True, noise="0.4", test="abc") -> str:
+    """A registered version as train and promote leave it (without the model files)."""
     client = MlflowClient()
-    if not client.search_registered_models(f"name='{NAME}'"):
-        client.create_registered_model(NAME)
-    version = str(client.create_model_version(NAME, source=str(Path.cwd())).version)
+    if not client.search_registered_models(f"name='{name}'"):
+        client.create_registered_model(name)
+    run_id = client.create_run(mlflow.get_experiment_by_name("test-experiment").experiment_id)
+    run_id = run_id.info.run_id
+    source = f"runs:/{run_id}/model"  # no files: the rule reads only tags
+    version = str(client.create_model_version(name, source=source, run_id=run_id).version)
     tags = {registry.OUTPUTS_TAG: registry.COMPLETE if complete else "pending"}
     if psnr is not None:
-        tags |= {
-            champion.METRIC: str(psnr),
-            champion.BEATS_PCA: str(beats_pca).lower(),
-            "noise_std": noise,
-            "test_digest": test,
-        }
-    registry.tag_version(NAME, version, tags)
+        tags |= evaluation(psnr, beats_pca, noise, test)
+    registry.tag_version(name, version, tags)
     return version
 
 
-def holder() -> str | None:
+def evaluation(psnr, beats_pca=True, noise="0.4", test="abc") -> dict:
+    return {
+        champion.METRIC: str(psnr),
+        champion.BEATS_PCA: str(beats_pca).lower(),
+        "noise_std": noise,
+        "test_digest": test,
+    }
+
+
+def holder(name) -> str | None:
     try:
-        return str(MlflowClient().get_model_version_by_alias(NAME, champion.CHAMPION).version)
+        return str(MlflowClient().get_model_version_by_alias(name, champion.CHAMPION).version)
     except Exception:
         return None
 
 
-def test_a_logged_model_is_pending_until_its_outputs_are_complete_and_serves_any_batch(store):
+def test_a_logged_model_is_pending_until_its_outputs_are_complete_and_serves_any_batch(
+    sqlite_store,
+):
     torch.manual_seed(0)
     model = build_model(ModelConfig("conv", 4))
     example = torch.rand(2, 1, 28, 28).numpy()
-    with tracking.open_run(None, "r") as run:
-        registered = registry.log_and_register_model(model, example, NAME, {"device": "cpu"})
-    version = MlflowClient().get_model_version(NAME, registered.version)
+    with runs.open_run(sqlite_store, None, "r") as run:
+        registered = registry.log_and_register_model(model, example, "ae", {"device": "cpu"})
+    version = MlflowClient().get_model_version("ae", registered.version)
     assert version.tags == {"device": "cpu", registry.OUTPUTS_TAG: "pending"}
-    assert registry.discard_incomplete_versions(NAME, run.info.run_id) == [registered.version]
-    assert not MlflowClient().search_model_versions(f"name='{NAME}'")
+    assert registry.discard_incomplete_versions("ae", run.info.run_id) == [registered.version]
+    assert not MlflowClient().search_model_versions("name='ae'")
 
-    with tracking.open_run(None, "r"):
-        registered = registry.log_and_register_model(model, example, NAME, {})
+    with runs.open_run(sqlite_store, None, "r"):
+        registered = registry.log_and_register_model(model, example, "ae", {})
     registry.mark_complete(registered)
-    loaded = mlflow.pyfunc.load_model(f"models:/{NAME}/{registered.version}")
+    loaded = mlflow.pyfunc.load_model(f"models:/ae/{registered.version}")
     for batch in (1, 5):  # the example had 2: the batch dimension stays free
         inputs = torch.rand(batch, 1, 28, 28)
         output = loaded.predict(inputs.numpy())
@@ -74,65 +102,125 @@ def test_a_logged_model_is_pending_until_its_outputs_are_complete_and_serves_any
         assert np.allclose(output, model(inputs).detach().numpy(), atol=1e-5)
 
 
-def test_the_champion_is_the_best_eligible_comparable_version(store):
-    assert champion.promote(NAME, new_version(23.0, beats_pca=False)).why.endswith(
-        "beat PCA at equal code size"
-    )
-    assert holder() is None
-    pending = new_version(30.0, complete=False)
-    assert "did not complete" in champion.promote(NAME, pending).why
-    first = new_version(20.0)
-    assert champion.promote(NAME, first).promoted and holder() == first
-    worse = new_version(19.0)
-    decision = champion.promote(NAME, worse)
+def test_the_champion_is_the_best_eligible_comparable_version(sqlite_store):
+    name = "ae"
+    decision = champion.promote(name, new_version(name, 23.0, beats_pca=False))
+    assert decision.why.endswith("beat PCA at equal code size") and holder(name) is None
+    pending = new_version(name, 30.0, complete=False)
+    assert "did not complete" in champion.promote(name, pending).why
+    first = new_version(name, 20.0)
+    assert champion.promote(name, first).promoted and holder(name) == first
+    worse = new_version(name, 19.0)
+    decision = champion.promote(name, worse)
     assert not decision.promoted and "20.000 dB >= 19.000 dB" in decision.why
-    better = new_version(21.0)
-    assert champion.promote(NAME, better).promoted and holder() == better
-    assert champion.promote(NAME, better).promoted  # again: still the champion
-    tie = new_version(21.0)
-    assert not champion.promote(NAME, tie).promoted and holder() == better  # the older keeps it
+    better = new_version(name, 21.0)
+    assert champion.promote(name, better).promoted and holder(name) == better
+    assert champion.promote(name, better).promoted  # again: still the champion
+    tie = new_version(name, 21.0)
+    assert not champion.promote(name, tie).promoted and holder(name) == better  # the older keeps it
 
 
 @pytest.mark.parametrize(("noise", "test"), [("0.5", "abc"), ("0.4", "other-test-set")])
-def test_versions_evaluated_on_other_noise_or_test_sets_are_not_compared(store, noise, test):
-    first = new_version(20.0)
-    champion.promote(NAME, first)
-    decision = champion.promote(NAME, new_version(25.0, noise=noise, test=test))
-    assert not decision.promoted and holder() == first
+def test_versions_evaluated_on_other_noise_or_test_sets_are_not_compared(sqlite_store, noise, test):
+    first = new_version("ae", 20.0)
+    champion.promote("ae", first)
+    decision = champion.promote("ae", new_version("ae", 25.0, noise=noise, test=test))
+    assert not decision.promoted and holder("ae") == first
     assert f"not comparable with champion version {first}" in decision.why
 
 
-def _evaluate(args) -> bool:
-    """One evaluation's registry part, as the evaluate stage does it, in its own process."""
-    root, version, psnr, barrier = args
-    import os
-
+def _promote(args) -> bool:
+    """One promotion, as the promote stage does it, in its own process."""
+    root, uri, name, version, psnr, barrier = args
     os.chdir(root)
-    tracking.setup("test-experiment")
-    barrier.wait()  # every evaluation tags and promotes at the same moment
-    registry.tag_version(
-        NAME,
-        version,
-        {
-            champion.METRIC: psnr,
-            champion.BEATS_PCA: "true",
-            "noise_std": "0.4",
-            "test_digest": "abc",
-        },
-    )
-    return champion.promote(NAME, version).promoted
+    if uri:
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+    store.connect("test-experiment", Path(root))
+    barrier.wait()  # every promotion tags and promotes at the same moment
+    registry.tag_version(name, version, evaluation(psnr))
+    return champion.promote(name, version).promoted
 
 
-def test_two_evaluations_at_once_leave_the_champion_on_the_best(store):
+@pytest.mark.services
+def test_two_promotions_at_once_leave_the_champion_on_the_best(any_store, tmp_path):
+    name, uri = any_store, os.environ.get("MLFLOW_TRACKING_URI", "")
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, context.Pool(2) as pool:
         for round_ in range(4):
             scores = [20.0 + round_ + 0.5, 20.0 + round_ + 0.25][:: 1 if round_ % 2 else -1]
-            versions = [new_version() for _ in scores]  # complete, not evaluated yet
+            versions = [new_version(name) for _ in scores]  # complete, not evaluated yet
             barrier = manager.Barrier(2)
             promoted = pool.map(
-                _evaluate, [(store, v, s, barrier) for v, s in zip(versions, scores, strict=True)]
+                _promote,
+                [
+                    (tmp_path, uri, name, v, s, barrier)
+                    for v, s in zip(versions, scores, strict=True)
+                ],
             )
             best = versions[scores.index(max(scores))]
-            assert holder() == best, f"round {round_}: {scores} -> {holder()}"
+            assert holder(name) == best, f"round {round_}: {scores} -> {holder(name)}"
             assert promoted[versions.index(best)] is True
+
+
+# A promotion that read a stale list of versions (the better one not yet eligible), wrote the
+# alias onto its own worse version, and got SIGTERM at that instant, before reading it back.
+STALE_AND_STOPPED = textwrap.dedent("""
+    import os, signal, sys
+    from pathlib import Path
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+    from mnist_ae.plumbing import signals
+    from mnist_ae.tracking import champion, store
+
+    name, version, hidden = sys.argv[1:4]
+    store.connect("test-experiment", Path.cwd())
+    signals.install()
+    client = MlflowClient
+    listing, holder = client.search_model_versions, client.get_model_version_by_alias
+    set_alias, rounds, writes = client.set_registered_model_alias, [], []
+
+    def stale_listing(self, *args, **kwargs):  # the first round misses the better version
+        rounds.append(1)
+        found = listing(self, *args, **kwargs)
+        return [v for v in found if str(v.version) != hidden] if len(rounds) == 1 else found
+
+    def no_champion_yet(self, *args, **kwargs):
+        if len(rounds) == 1:
+            raise MlflowException("no alias yet")
+        return holder(self, *args, **kwargs)
+
+    def stopped_after_writing(self, *args, **kwargs):
+        set_alias(self, *args, **kwargs)
+        print("alias written:", args[-1], flush=True)
+        writes.append(1)
+        if len(writes) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    client.search_model_versions = stale_listing
+    client.get_model_version_by_alias = no_champion_yet
+    client.set_registered_model_alias = stopped_after_writing
+    try:
+        print(champion.promote(name, version).why)
+    except signals.Interrupted as stop:
+        print("stopped:", stop)
+        sys.exit(stop.exit_status)
+""")
+
+
+def test_a_signal_between_writing_the_alias_and_reading_it_back_waits_for_the_right_one(
+    sqlite_store,
+):
+    better, worse = new_version("ae", 22.0), new_version("ae", 21.0)
+    done = subprocess.run(
+        [sys.executable, "-c", STALE_AND_STOPPED, "ae", worse, better],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    # It wrote its own, worse version first (the stale view), then, the signal waiting, the
+    # better one it read on the next round; only then did the signal stop it.
+    assert lines[0] == f"alias written: {worse}" and f"alias written: {better}" in lines
+    assert lines[-1] == "stopped: interrupted by SIGTERM"
+    assert holder("ae") == better

@@ -1,6 +1,7 @@
 """Broken files and bad settings against the real stage scripts, run as dvc.yaml runs them: each
 fault gives one line naming the file or key, a non-zero status, no traceback, no half-written
-output, and every output of the last good run untouched. The faults run concurrently."""
+output, and every output of the last good run untouched; a later stage that fails records it in
+its own MLflow run and leaves the training's run FINISHED. The faults run concurrently."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
-from helpers import clean_env, stage_checkout, stage_command
+from helpers import clean_env, run_stage, stage_checkout, stage_command
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.stages
 
 
 def truncate(path: Path) -> None:
@@ -89,9 +94,14 @@ FAULTS = {
     ),
     "corrupt run.json": Fault("latent", lambda r: garble(r / "models/run.json"), ("run.json",)),
     "corrupt evaluate metrics.json": Fault(
-        "compare-pca",
+        "promote",
         lambda r: garble(r / "reports/evaluate/metrics.json"),
-        ("reports/evaluate/metrics.json",),
+        ("reports/evaluate/metrics.json", "dvc repro --force evaluate"),
+    ),
+    "truncated compare-pca table": Fault(
+        "promote",
+        lambda r: truncate(r / "reports/compare_pca/pca.csv"),
+        ("reports/compare_pca/pca.csv", "dvc repro --force compare-pca"),
     ),
     "corrupt mlflow.db": Fault(
         "train",
@@ -103,9 +113,6 @@ FAULTS = {
     ),
     "train.device cuda without a GPU": Fault(
         "check-params", lambda r: set_param(r, "train", "device", "cuda"), ("train.device", "cuda")
-    ),
-    "train.epochs -3": Fault(
-        "check-params", lambda r: set_param(r, "train", "epochs", -3), ("train.epochs",)
     ),
     "disk full while writing noisy splits": Fault(
         "add-noise", lambda r: None, ("data/noisy",), before_exec=file_size_limit(100_000)
@@ -124,12 +131,11 @@ def snapshot(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def good_run(tmp_path_factory) -> Path:
-    """A checkout after a successful train and evaluate (one epoch on 500 images)."""
+    """A checkout after a successful train, evaluate, compare-pca and promote (one epoch on 500
+    images)."""
     root = stage_checkout(tmp_path_factory.mktemp("faults") / "good", 500, epochs=1, batch_size=50)
-    for stage in ("check-params", "train", "evaluate"):
-        done = subprocess.run(
-            stage_command(stage), cwd=root, env=clean_env(), capture_output=True, text=True
-        )
+    for stage in ("check-params", "train", "evaluate", "compare-pca", "promote"):
+        done = run_stage(stage, root)
         assert done.returncode == 0, done.stderr
     return root
 
@@ -172,3 +178,26 @@ def test_a_fault_is_one_clear_line_and_costs_no_output(outcomes, name):
     for words in FAULTS[name].named:
         assert words in message, message
     assert snapshot(root) == before  # earlier outputs intact, nothing half-written beside them
+
+
+def test_a_failed_evaluation_is_its_own_failed_run_and_the_training_stays_finished(outcomes):
+    root, _, done = outcomes["bit-flipped noisy test split"]
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    try:
+        client = MlflowClient()
+        experiment = client.get_experiment_by_name("mnist-autoencoder")
+        found = client.search_runs([experiment.experiment_id], order_by=["start_time ASC"])
+        by_stage = {}
+        for found_run in found:
+            by_stage.setdefault(found_run.data.tags.get("mnist_ae.stage", "train"), []).append(
+                found_run
+            )
+    finally:
+        mlflow.set_tracking_uri(None)
+    (training,) = by_stage["train"]
+    assert training.info.status == "FINISHED" and "mnist_ae.error" not in training.data.tags
+    good, failed = by_stage["evaluate"]
+    assert (good.info.status, failed.info.status) == ("FINISHED", "FAILED")
+    assert "data/noisy/test.npz" in failed.data.tags["mnist_ae.error"]
+    assert failed.data.tags["mlflow.parentRunId"] == training.info.run_id
+    assert failed.data.tags["mnist_ae.error"] in done.stderr  # the line the user saw

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from mnist_ae.figures import image_strip
+from mnist_ae.analysis.figures import image_strip
 
 
 def test_image_strip_lays_out_images_as_torchvision_make_grid_does():

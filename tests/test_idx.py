@@ -3,7 +3,7 @@ import gzip
 import numpy as np
 import pytest
 
-from mnist_ae.idx import IdxError, decode_idx, encode_idx, read_idx
+from mnist_ae.data.idx import IdxError, decode_idx, encode_idx, read_idx
 
 
 @pytest.mark.parametrize("shape", [(5,), (3, 28, 28), (2, 4, 6)])

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_ae.evaluation import reconstruct
-from mnist_ae.latent import encode, interpolate, project_2d
-from mnist_ae.models import ModelConfig, build_model, to_model_input
+from mnist_ae.analysis.evaluation import reconstruct
+from mnist_ae.analysis.latent import encode, interpolate, project_2d
+from mnist_ae.data.pixels import to_model_input
+from mnist_ae.model.networks import ModelConfig, build_model
 
 CPU = torch.device("cpu")
 

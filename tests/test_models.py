@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_ae.checkpoints import load_checkpoint, save_checkpoint
-from mnist_ae.evaluation import reconstruct
-from mnist_ae.models import ModelConfig, build_model
+from mnist_ae.analysis.evaluation import reconstruct
+from mnist_ae.model.model_file import load_model, save_model
+from mnist_ae.model.networks import ModelConfig, build_model
 
 
 @pytest.mark.parametrize(
@@ -42,10 +42,11 @@ def test_seed_network_is_the_article_layer_for_layer():
     assert model.code_size == 1568  # twice the 784 input pixels
 
 
-def test_checkpoint_round_trip(tmp_path):
+def test_model_file_round_trip(tmp_path):
     model = build_model(ModelConfig("conv", 16))
-    save_checkpoint(tmp_path / "model.pt", model, ModelConfig("conv", 16))
-    loaded = load_checkpoint(tmp_path / "model.pt")
+    digest = save_model(tmp_path / "model.pt", model, ModelConfig("conv", 16))
+    loaded = load_model(tmp_path / "model.pt")
+    assert digest == torch.load(tmp_path / "model.pt", weights_only=True)["sha256"]
     x = torch.rand(2, 1, 28, 28)
     assert loaded.encoder[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert not loaded.training

@@ -1,6 +1,6 @@
 import numpy as np
 
-from mnist_ae.noise import add_gaussian_noise, split_rng
+from mnist_ae.data.noise import add_gaussian_noise, split_rng
 
 
 def test_noise_is_clipped_8_bit_and_has_the_requested_spread():

@@ -9,8 +9,7 @@ import time
 
 import mlflow
 import yaml
-from conftest import free_port_base, stack_command
-from helpers import clean_env, stage_checkout, stage_command
+from helpers import clean_env, free_port_base, stack_command, stage_checkout, stage_command
 from mlflow.tracking import MlflowClient
 
 EPOCHS = 5

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mnist_ae.params import Params, ParamsError, flatten, load_params, parse_params
+from mnist_ae.plumbing.params import Params, ParamsError, flatten, load_params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 

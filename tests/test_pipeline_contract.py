@@ -1,44 +1,19 @@
-"""dvc.yaml as a contract: each stage depends on exactly the code it imports, and every path its
-command names is a declared dependency or output."""
+"""dvc.yaml as a contract: each stage depends on exactly the code it runs (its script and the
+package modules it imports), every path its command names is a declared dependency or output, and
+the stages are the pipeline's, in order."""
 
-import ast
 import itertools
 import shlex
-from pathlib import Path
 
 import pytest
 import yaml
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+from mnist_ae.pipeline.code_deps import code_closure, expected_dvc_yaml, stage_scripts
+
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())
 STAGES = DVC["stages"]
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-
-
-def package_imports(path: Path) -> set[str]:
-    """The mnist_ae modules a file imports, wherever in the file (also inside functions)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mnist_ae"):
-            if node.module == "mnist_ae":
-                found |= {f"mnist_ae.{alias.name}" for alias in node.names}
-            else:
-                found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names if alias.name.startswith("mnist_ae")}
-    return found
-
-
-def code_closure(script: Path, repo: Path = REPO) -> set[str]:
-    """The script and every package module it imports, directly or not, as repo paths."""
-    seen: set[str] = set()
-    todo = list(package_imports(script))
-    while todo:
-        module = todo.pop()
-        if module not in seen:
-            seen.add(module)
-            todo.extend(package_imports(repo / "src" / (module.replace(".", "/") + ".py")))
-    return {str(script.relative_to(repo))} | {f"src/{m.replace('.', '/')}.py" for m in seen}
 
 
 def declared(stage: dict, kind: str) -> set[str]:
@@ -63,6 +38,8 @@ def test_the_pipeline_has_its_stages_in_order():
         "download-fashion",
         "anomaly",
         "compare-pca",
+        "promote",
+        "tidy",
     ]
 
 
@@ -76,12 +53,23 @@ def test_every_stage_waits_for_the_params_check():
     assert set(STAGES["check-params"]["params"]) == set(PARAMS)  # every section
 
 
-@pytest.mark.parametrize("name", list(STAGES))
-def test_code_deps_are_exactly_the_imports(name):
-    stage = STAGES[name]
-    script = REPO / shlex.split(stage["cmd"])[1]
-    code_deps = {d for d in declared(stage, "deps") if d.endswith(".py")}
-    assert code_deps == code_closure(script)
+def test_code_deps_are_exactly_the_imports_and_dev_py_deps_writes_them():
+    assert (REPO / "dvc.yaml").read_text() == expected_dvc_yaml(REPO), (
+        "dvc.yaml's code dependencies differ from the imports: run `python3 dev.py deps`"
+    )
+    for name, script in stage_scripts(REPO).items():
+        code = {d for d in declared(STAGES[name], "deps") if d.endswith(".py")}
+        assert code == set(code_closure(script, REPO)), name
+
+
+def test_the_champion_rule_is_promote_s_alone():
+    """Editing the rule reruns only promote (DVC reruns a stage when a dependency changes)."""
+    rule = "src/mnist_ae/tracking/champion.py"
+    assert [name for name, stage in STAGES.items() if rule in declared(stage, "deps")] == [
+        "promote"
+    ]
+    assert "src/mnist_ae/analysis/pca.py" not in declared(STAGES["evaluate"], "deps")
+    assert "reports/evaluate/metrics.json" not in declared(STAGES["compare-pca"], "deps")
 
 
 @pytest.mark.parametrize("name", list(STAGES))
@@ -90,9 +78,9 @@ def test_every_path_in_the_command_is_declared(name):
     outputs = declared(stage, "outs") | declared(stage, "metrics") | declared(stage, "plots")
     inputs = declared(stage, "deps")
     for flag, path in command_paths(stage).items():
-        # params are listed key by key; the source record and the checkpoints are deliberately
-        # neither dependencies nor outputs (see download.py and dvc.yaml's train stage)
-        if flag in ("--params", "--record", "--checkpoints"):
+        # params are listed key by key; the source record is deliberately neither a dependency
+        # nor an output (see download.py); train's checkpoints live outside its outputs
+        if flag in ("--params", "--record") or (name, flag) == ("train", "--checkpoints"):
             continue
         covered = path in inputs | outputs or any(
             o.startswith(path.rstrip("/") + "/") for o in outputs

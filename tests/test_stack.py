@@ -12,7 +12,7 @@ from pathlib import Path
 import boto3
 import psutil
 import pytest
-from conftest import free_port_base, stack_command
+from helpers import free_port_base, stack_command
 
 from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, Layout
 

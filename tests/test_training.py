@@ -6,17 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_ae.devices import resolve_precision
-from mnist_ae.models import ModelConfig, build_model
-from mnist_ae.training import (
-    Pairs,
-    Progress,
-    Trainer,
-    TrainingDiverged,
-    TrainSettings,
-    fit,
-    reconstruction_loss,
-)
+from mnist_ae.model.devices import resolve_precision
+from mnist_ae.model.loop import Pairs, Trainer, TrainSettings, fit
+from mnist_ae.model.losses import TrainingDiverged, reconstruction_loss
+from mnist_ae.model.networks import ModelConfig, build_model
+from mnist_ae.model.progress import Progress
 
 CPU = torch.device("cpu")
 

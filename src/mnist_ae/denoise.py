@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from mnist_ae.params import load_params
-from mnist_ae.repo import repo_root
+from mnist_ae.plumbing.params import load_params
+from mnist_ae.plumbing.repo import repo_root
 
 BOX, SIDE = 20, 28  # MNIST: the digit fits a 20x20 box centred by mass in 28x28
 INK = 0.2  # pixels darker than this share of the brightest are paper, not ink
@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     if digits:
         import mlflow
 
-        from mnist_ae import tracking
+        from mnist_ae.tracking import store
 
-        tracking.setup(params.mlflow.experiment)
+        store.connect(params.mlflow.experiment, repo_root())
         uri = f"models:/{params.mlflow.registered_model}@champion"
         model = mlflow.pyfunc.load_model(uri)
         denoised = model.predict(np.stack(digits)[:, None].astype(np.float32))[:, 0]
@@ -111,6 +111,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from mnist_ae.cli import run_stage
+    from mnist_ae.plumbing.cli import run_stage
 
     run_stage(lambda: sys.exit(main()))

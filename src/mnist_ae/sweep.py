@@ -4,10 +4,10 @@ the autoencoder's test error against PCA's at the same sizes.
     python -m mnist_ae.sweep run --sizes 2 4 8 16 32 64 128 --set train.epochs=10
     python -m mnist_ae.sweep collect        # (run does this at the end)
 
-Each experiment is named sweep-code-<size> and reproduces the pipeline up to `evaluate` (the
-chart needs the trained model's test errors, not the latent map or anomaly figures); its MLflow
-run carries that name, which is how `collect` finds the latest result for each size. PCA's
-errors come from compare-pca's pca.csv.
+Each experiment is named sweep-code-<size> and reproduces the pipeline up to `promote` (so each
+size is scored and the champion rule sees it; the latent map and anomaly figures are left out);
+its MLflow runs carry that name, which is how `collect` finds the latest evaluation of each size.
+PCA's errors come from compare-pca's pca.csv.
 """
 
 from __future__ import annotations
@@ -21,9 +21,12 @@ from pathlib import Path
 
 import mlflow
 
-from mnist_ae import figures, tracking
-from mnist_ae.params import load_params
-from mnist_ae.storage import publish_files, write_csv
+from mnist_ae.analysis import figures
+from mnist_ae.plumbing.outputs import publish_files, write_csv
+from mnist_ae.plumbing.params import load_params
+from mnist_ae.plumbing.repo import repo_root
+from mnist_ae.tracking import store
+from mnist_ae.tracking.runs import STAGE_TAG
 
 PREFIX = "sweep-code-"
 
@@ -36,7 +39,7 @@ def dvc(*args: str) -> str:
 
 
 def run(sizes: list[int], settings: list[str], jobs: int) -> None:
-    """Queue one experiment per size (train and evaluate), run the queue, wait for it to drain."""
+    """Queue one experiment per size (up to promote), run the queue, wait for it to drain."""
     extra = [arg for setting in settings for arg in ("-S", setting)]
     for size in sizes:
         name = f"{PREFIX}{size}"
@@ -44,7 +47,7 @@ def run(sizes: list[int], settings: list[str], jobs: int) -> None:
             "exp",
             "run",
             "--queue",
-            "evaluate",
+            "promote",
             "-n",
             name,
             "-S",
@@ -60,23 +63,28 @@ def run(sizes: list[int], settings: list[str], jobs: int) -> None:
 
 
 def collect(params_path: Path, pca_csv: Path, out: Path) -> list[dict[str, float]]:
-    """The latest finished run of each swept size, beside PCA at that size; CSV, chart, MLflow."""
+    """The latest finished evaluation of each swept size, beside PCA at that size; CSV, chart,
+    and an MLflow run of its own."""
     params = load_params(params_path)
-    tracking.setup(params.mlflow.experiment)
-    runs = mlflow.search_runs(
-        filter_string=f"tags.dvc_exp_name LIKE '{PREFIX}%' and attributes.status = 'FINISHED'",
+    store.connect(params.mlflow.experiment, repo_root())
+    evaluations = mlflow.search_runs(
+        filter_string=(
+            f"tags.dvc_exp_name LIKE '{PREFIX}%' and tags.`{STAGE_TAG}` = 'evaluate' "
+            "and attributes.status = 'FINISHED'"
+        ),
         order_by=["attributes.start_time DESC"],
     )
     with open(pca_csv) as handle:
         pca = {int(row["code_size"]): row for row in csv.DictReader(handle)}
     rows: dict[int, dict[str, float]] = {}
-    for _, found in runs.iterrows():
-        size = int(found["params.model.latent_dim"])
-        if size in rows or size not in pca or is_missing(found.get("metrics.test_denoising_mse")):
-            continue  # an older run of the same size, or one without evaluation
+    for _, found in evaluations.iterrows():
+        size = int(found["tags.dvc_exp_name"].removeprefix(PREFIX))
+        if size in rows or size not in pca:
+            continue  # an older evaluation of the same size, or a size PCA was not scored at
+        training = mlflow.get_run(found["tags.mlflow.parentRunId"])
         rows[size] = {
             "code_size": size,
-            "epochs": int(found["params.train.epochs"]),
+            "epochs": int(training.data.params["train.epochs"]),
             "autoencoder_reconstruction_mse": found["metrics.test_reconstruction_mse"],
             "autoencoder_denoising_mse": found["metrics.test_denoising_mse"],
             "autoencoder_denoising_psnr": found["metrics.test_denoising_psnr"],
@@ -86,7 +94,7 @@ def collect(params_path: Path, pca_csv: Path, out: Path) -> list[dict[str, float
         }
     table = [rows[size] for size in sorted(rows)]
     if not table:
-        sys.exit(f"no finished {PREFIX}* runs in MLflow with a size that {pca_csv} has")
+        sys.exit(f"no finished evaluations of {PREFIX}* runs in MLflow with a size in {pca_csv}")
     with publish_files(out) as staging:
         write_csv(staging / "sweep.csv", table)
         figures.code_size_sweep(table, staging / "sweep.png")
@@ -96,10 +104,6 @@ def collect(params_path: Path, pca_csv: Path, out: Path) -> list[dict[str, float
         ae, linear = row["autoencoder_reconstruction_mse"], row["pca_reconstruction_mse"]
         print(f"code {row['code_size']:4d}: clean-input MSE {ae:.5f}, PCA {linear:.5f}")
     return table
-
-
-def is_missing(value: object) -> bool:
-    return value is None or value != value  # NaN is the only value not equal to itself
 
 
 def main(argv: list[str] | None = None) -> None:

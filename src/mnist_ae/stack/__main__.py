@@ -9,9 +9,11 @@ import time
 from pathlib import Path
 
 from mnist_ae import stack
-from mnist_ae.cli import run_stage
-from mnist_ae.repo import repo_root
+from mnist_ae.plumbing.cli import run_stage
+from mnist_ae.plumbing.repo import repo_root
+from mnist_ae.stack import control
 from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, Layout
+from mnist_ae.stack.processes import StackError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -22,11 +24,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--port-base", type=int, help="first of the ten ports (default 15000)")
     args = parser.parse_args(argv)
-    layout = Layout((args.dir or stack.default_dir(repo_root())).resolve())
+    layout = Layout((args.dir or control.default_dir(repo_root())).resolve())
 
     if args.command == "up":
         began = time.monotonic()
-        started = stack.up(layout, args.port_base)
+        started = control.up(layout, args.port_base)
         took = f" in {time.monotonic() - began:.1f} s" if started else " (already running)"
         print(
             f"stack up{took}: MLflow {layout.url('mlflow')}, S3 {layout.url('s3')} "
@@ -35,17 +37,17 @@ def main(argv: list[str] | None = None) -> None:
         print('use it from a shell: eval "$(python3 dev.py stack env)"')
     elif args.command == "env":
         if not layout.exists():
-            raise stack.StackError(f"no stack in {layout.root}: start one with `dev.py stack up`")
+            raise StackError(f"no stack in {layout.root}: start one with `dev.py stack up`")
         for key, value in layout.client_env().items():
             print(f"export {key}={shlex.quote(value)}")
     elif args.command == "status":
         if not layout.exists():
             print(f"no stack in {layout.root}")
             return
-        for name, state, address in stack.status(layout):
+        for name, state, address in control.status(layout):
             print(f"{name:10s} {address:16s} {state}")
     else:
-        stopped = stack.down(layout)
+        stopped = control.down(layout)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}; data kept in {layout.root}")
 
 

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
-
-from mnist_ae.errors import PipelineError
+from mnist_ae.plumbing.errors import PipelineError
+from mnist_ae.plumbing.processes import ProcessStamp
 
 LOOPBACK = "127.0.0.1"
 
@@ -32,18 +31,13 @@ class Started:
 
     @classmethod
     def of(cls, pid: int, group: bool = False) -> Started:
-        return cls(pid, psutil.Process(pid).create_time(), group)
+        return cls(pid, ProcessStamp.of(pid).started, group)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def running(self) -> bool:
-        try:
-            process = psutil.Process(self.pid)
-            alive = process.status() != psutil.STATUS_ZOMBIE
-            return alive and abs(process.create_time() - self.create_time) < 0.01
-        except psutil.Error:
-            return False
+        return ProcessStamp(self.pid, self.create_time).alive()
 
     def stop(self, sig: int = signal.SIGTERM, grace: float = 30.0) -> None:
         """Send `sig`, wait up to `grace` seconds, then SIGKILL what is left."""

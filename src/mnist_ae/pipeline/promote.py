@@ -1,0 +1,28 @@
+"""The promote stage's registry part: the version tagged with what evaluate measured and whether
+it beats PCA, then the champion rule (tracking.champion) decides about @champion."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mnist_ae.analysis.metrics import TASKS
+from mnist_ae.tracking import champion, registry
+from mnist_ae.tracking.run_record import RunRecord
+
+
+def evaluation_tags(
+    evaluation: dict[str, Any], beats_pca: bool, noise_std: float, test_digest: str
+) -> dict[str, Any]:
+    """The version's tags the champion rule reads: test scores, PCA verdict, what compares."""
+    scores = {f"test_{t}_{k}": round(v, 6) for t in TASKS for k, v in evaluation[t].items()}
+    return scores | {
+        champion.BEATS_PCA: str(beats_pca).lower(),
+        "noise_std": noise_std,
+        "test_digest": test_digest,
+    }
+
+
+def promote(record: RunRecord, tags: dict[str, Any]) -> champion.Decision:
+    """Tag the training's version, then let the champion rule decide."""
+    registry.tag_version(record.registered_model, record.version, tags)
+    return champion.promote(record.registered_model, record.version)

@@ -1,0 +1,134 @@
+"""The MLflow store: where it is, whether it answers, and its errors as one clear line.
+
+The store is `MLFLOW_TRACKING_URI` when set (a team server), else `sqlite:///<repo>/mlflow.db`
+with artifacts in `<repo>/mlruns`, where <repo> is the main repository even when DVC runs a
+queued or `--temp` experiment in a copy under `.dvc/tmp/exps/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mnist_ae.plumbing import cli
+from mnist_ae.plumbing.errors import PipelineError
+
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's training view
+REACH_SECONDS = 15.0  # a tracking server that does not answer by then is down
+
+
+class TrackingError(PipelineError, RuntimeError):
+    """The MLflow store is unusable or lacks what a stage needs; the message says what to do."""
+
+
+def tracking_uri(root: Path) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def problem_reaching(uri: str, timeout: float = 5.0) -> str | None:
+    """Why a tracking server does not answer /health now, or None when it does."""
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as answer:
+            return None if answer.status == 200 else f"HTTP {answer.status}"
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code}"
+    except (OSError, ValueError) as error:
+        return str(getattr(error, "reason", error))
+
+
+def check_reachable(uri: str, within: float = REACH_SECONDS) -> None:
+    """A tracking server must answer /health before any work is done (MLflow's client would
+    retry for minutes)."""
+    deadline = time.monotonic() + within
+    while (problem := problem_reaching(uri)) is not None:
+        if time.monotonic() >= deadline:
+            raise TrackingError(
+                f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) does not answer "
+                f"({problem}); start it (python3 dev.py stack up) or unset MLFLOW_TRACKING_URI "
+                "to use the local store"
+            )
+        time.sleep(1.0)
+
+
+def translate_error(error: BaseException) -> PipelineError | None:
+    """A store error as one line naming the store: a locked or corrupt SQLite file, a server
+    that stopped answering."""
+    text = f"{type(error).__name__}: {error}"
+    uri = mlflow.get_tracking_uri()
+    if "database is locked" in text:
+        return TrackingError(
+            f"the MLflow store {uri} is locked by another process; wait for it to finish (or "
+            "stop it), then rerun the stage"
+        )
+    if "file is not a database" in text or "database disk image is malformed" in text:
+        return TrackingError(
+            f"the MLflow store {uri} is not a readable SQLite database (corrupt or truncated); "
+            "restore it from a backup, or move it aside to start a new store"
+        )
+    if isinstance(error, MlflowException) and is_server(uri) and "API request" in str(error):
+        return TrackingError(f"the MLflow tracking server {uri} failed a request: {error}"[:500])
+    return None
+
+
+@contextlib.contextmanager
+def _creating_store(root: Path, uri: str) -> Iterator[None]:
+    """One process at a time creates (or upgrades) a SQLite store: queued experiments starting
+    together on a new mlflow.db would otherwise both create its tables, and one would fail."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    with open(root / "mlflow.db.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def connect(experiment: str, root: Path) -> str:
+    """Point MLflow at the store of the repository `root` and select (creating if needed) the
+    experiment; return its id. An unreachable server, or a locked or corrupt SQLite store, is a
+    TrackingError here."""
+    uri = tracking_uri(root)
+    cli.register_translator(translate_error)
+    if is_server(uri):
+        check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        with _creating_store(root, uri):
+            found = mlflow.get_experiment_by_name(experiment)
+            if found is None:
+                # Local store: artifacts in <repo>/mlruns, absolute, whatever the working folder.
+                location = None if is_server(uri) else (root / "mlruns").as_uri()
+                try:
+                    experiment_id = mlflow.create_experiment(
+                        experiment, artifact_location=location, tags=EXPERIMENT_KIND
+                    )
+                except MlflowException:  # created meanwhile by a parallel queued experiment
+                    experiment_id = mlflow.get_experiment_by_name(experiment).experiment_id
+        if found is not None:
+            experiment_id = found.experiment_id
+            if not set(EXPERIMENT_KIND.items()) <= set(found.tags.items()):
+                for key, value in EXPERIMENT_KIND.items():
+                    MlflowClient().set_experiment_tag(experiment_id, key, value)
+    except Exception as error:
+        translated = translate_error(error)
+        if translated is None:
+            raise
+        raise translated from None
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
