@@ -26,9 +26,8 @@ TOOLS = ROOT / ".tools"
 UV_REQUIREMENT = "uv>=0.8,<0.14"
 # The columns of `dvc exp show` worth a glance (it would show every dependency's hash too).
 HEADLINE = (
-    r"Experiment|Created|State|code_size|denoising\.(psnr|ssim)|reconstruction\.psnr"
-    r"|pca\.denoising\.psnr|beats_pca|roc_auc|best_epoch|precision|noise\.std|model\."
-    r"|train\.(loss|lr|epochs|batch_size|precision)|data\.limit"
+    r"Experiment|State|denoising\.psnr|pca\.denoising\.psnr|beats_pca|roc_auc|noise\.std"
+    r"|model\.(arch|latent_dim)|train\.(lr|epochs|batch_size)"
 )
 COMMANDS = {
     "repro": ["dvc", "repro"],
