@@ -27,10 +27,9 @@ def small_mnist() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def stack():
-    """A real stack in a temporary folder (/tmp: PostgreSQL's unprivileged account must reach
-    it), stopped by the process ids it started, whatever the tests did."""
-    root = Path(tempfile.mkdtemp(prefix="mnist-ae-stack-", dir="/tmp"))
-    root.chmod(0o755)
+    """A real stack in a temporary folder, stopped by the process ids it started, whatever the
+    tests did."""
+    root = Path(tempfile.mkdtemp(prefix="mnist-ae-stack-", dir="/tmp")) / ".stack"
     layout = Layout(root)
     started = stack_command(root, "up", "--port-base", str(free_port_base()))
     try:

@@ -45,7 +45,7 @@ def test_without_fashion_mnist_the_analysis_is_skipped_and_the_pipeline_goes_on(
     finally:
         mlflow.set_tracking_uri(None)
         os.chdir(previous)
-    record = RunRecord(training.info.run_id, "ae", "1", "models:/m-0", weights, "key")
+    record = RunRecord(training.info.run_id, "ae", "1", "models:/m-0", weights, "none", "key")
     record.write(tmp_path / "models" / "run.json")
 
     analysed = run_stage("anomaly", tmp_path)

@@ -71,6 +71,15 @@ def evaluation(psnr, beats_pca=True, noise="0.4", test="abc") -> dict:
     }
 
 
+def files_check_out(name: str, version: str) -> None:
+    """These versions have no files (the rule reads their tags): nothing to refuse."""
+    return None
+
+
+def promote(name: str, version: str) -> champion.Decision:
+    return champion.promote(name, version, verify=files_check_out)
+
+
 def holder(name) -> str | None:
     try:
         return str(MlflowClient().get_model_version_by_alias(name, champion.CHAMPION).version)
@@ -78,8 +87,8 @@ def holder(name) -> str | None:
         return None
 
 
-def test_a_logged_model_is_pending_until_its_outputs_are_complete_and_serves_any_batch(
-    sqlite_store,
+def test_a_logged_model_is_pending_until_its_outputs_are_complete_checked_and_any_batch(
+    sqlite_store, tmp_path
 ):
     torch.manual_seed(0)
     model = build_model(ModelConfig("conv", 4))
@@ -87,44 +96,56 @@ def test_a_logged_model_is_pending_until_its_outputs_are_complete_and_serves_any
     with runs.open_run(sqlite_store, None, "r") as run:
         registered = registry.log_and_register_model(model, example, "ae", {"device": "cpu"})
     version = MlflowClient().get_model_version("ae", registered.version)
-    assert version.tags == {"device": "cpu", registry.OUTPUTS_TAG: "pending"}
+    digest = registered.model_sha256
+    assert version.tags == {
+        "device": "cpu", registry.OUTPUTS_TAG: "pending", registry.MODEL_TAG: digest
+    }  # fmt: skip
+    assert MlflowClient().get_run(run.info.run_id).data.tags[registry.MODEL_TAG] == digest
     assert registry.discard_incomplete_versions("ae", run.info.run_id) == [registered.version]
     assert not MlflowClient().search_model_versions("name='ae'")
 
     with runs.open_run(sqlite_store, None, "r"):
         registered = registry.log_and_register_model(model, example, "ae", {})
     registry.mark_complete(registered)
-    loaded = mlflow.pyfunc.load_model(f"models:/ae/{registered.version}")
+    _, local = registry.verified_copy("ae", registered.version, tmp_path / "copy")
+    loaded = mlflow.pyfunc.load_model(str(local))
     for batch in (1, 5):  # the example had 2: the batch dimension stays free
         inputs = torch.rand(batch, 1, 28, 28)
         output = loaded.predict(inputs.numpy())
         assert output.shape == (batch, 1, 28, 28)
         assert np.allclose(output, model(inputs).detach().numpy(), atol=1e-5)
+    assert registry.verify("ae", registered.version) is None
+    model_id = registered.model_uri.removeprefix("models:/")
+    (stored,) = (sqlite_store / "mlruns").rglob(f"{model_id}/**/MLmodel")  # the store's copy
+    stored.write_text(stored.read_text() + "\n# loader_module: something.else\n")
+    refused = registry.verify("ae", registered.version)
+    assert refused.startswith(f"ae version {registered.version}: its model files have SHA-256")
+    assert refused.endswith("changed after registration; refused")
 
 
 def test_the_champion_is_the_best_eligible_comparable_version(sqlite_store):
     name = "ae"
-    decision = champion.promote(name, new_version(name, 23.0, beats_pca=False))
+    decision = promote(name, new_version(name, 23.0, beats_pca=False))
     assert decision.why.endswith("beat PCA at equal code size") and holder(name) is None
     pending = new_version(name, 30.0, complete=False)
-    assert "did not complete" in champion.promote(name, pending).why
+    assert "did not complete" in promote(name, pending).why
     first = new_version(name, 20.0)
-    assert champion.promote(name, first).promoted and holder(name) == first
+    assert promote(name, first).promoted and holder(name) == first
     worse = new_version(name, 19.0)
-    decision = champion.promote(name, worse)
+    decision = promote(name, worse)
     assert not decision.promoted and "20.000 dB >= 19.000 dB" in decision.why
     better = new_version(name, 21.0)
-    assert champion.promote(name, better).promoted and holder(name) == better
-    assert champion.promote(name, better).promoted  # again: still the champion
+    assert promote(name, better).promoted and holder(name) == better
+    assert promote(name, better).promoted  # again: still the champion
     tie = new_version(name, 21.0)
-    assert not champion.promote(name, tie).promoted and holder(name) == better  # the older keeps it
+    assert not promote(name, tie).promoted and holder(name) == better  # the older keeps it
 
 
 @pytest.mark.parametrize(("noise", "test"), [("0.5", "abc"), ("0.4", "other-test-set")])
 def test_versions_evaluated_on_other_noise_or_test_sets_are_not_compared(sqlite_store, noise, test):
     first = new_version("ae", 20.0)
-    champion.promote("ae", first)
-    decision = champion.promote("ae", new_version("ae", 25.0, noise=noise, test=test))
+    promote("ae", first)
+    decision = promote("ae", new_version("ae", 25.0, noise=noise, test=test))
     assert not decision.promoted and holder("ae") == first
     assert f"not comparable with champion version {first}" in decision.why
 
@@ -138,7 +159,7 @@ def _promote(args) -> bool:
     store.connect("test-experiment", Path(root))
     barrier.wait()  # every promotion tags and promotes at the same moment
     registry.tag_version(name, version, evaluation(psnr))
-    return champion.promote(name, version).promoted
+    return promote(name, version).promoted
 
 
 @pytest.mark.services
@@ -200,7 +221,7 @@ STALE_AND_STOPPED = textwrap.dedent("""
     client.get_model_version_by_alias = no_champion_yet
     client.set_registered_model_alias = stopped_after_writing
     try:
-        print(champion.promote(name, version).why)
+        print(champion.promote(name, version, verify=lambda *_: None).why)
     except signals.Interrupted as stop:
         print("stopped:", stop)
         sys.exit(stop.exit_status)
@@ -224,3 +245,23 @@ def test_a_signal_between_writing_the_alias_and_reading_it_back_waits_for_the_ri
     assert lines[0] == f"alias written: {worse}" and f"alias written: {better}" in lines
     assert lines[-1] == "stopped: interrupted by SIGTERM"
     assert holder("ae") == better
+
+
+def test_a_version_whose_files_do_not_check_out_is_refused_and_never_left_champion(sqlite_store):
+    good, tampered = new_version("ae", 20.0), new_version("ae", 22.0)
+
+    def verify(name: str, version: str) -> str | None:
+        return (
+            "its model files changed after registration; refused" if version == tampered else None
+        )
+
+    decision = champion.promote("ae", tampered, verify=verify)
+    assert not decision.promoted and decision.why.endswith("changed after registration; refused")
+    assert holder("ae") == good  # the next best whose files check out
+    MlflowClient().set_registered_model_alias("ae", champion.CHAMPION, tampered)  # a bad tag
+    assert champion.promote("ae", good, verify=verify).promoted and holder("ae") == good
+    only_bad = new_version("ae", 25.0, test="another-test-set")
+    MlflowClient().set_registered_model_alias("ae", champion.CHAMPION, only_bad)
+    refuse_all = lambda *_: "refused"  # noqa: E731
+    assert not champion.promote("ae", only_bad, verify=refuse_all).promoted
+    assert holder("ae") is None  # no alias rather than one on refused files

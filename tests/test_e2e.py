@@ -361,22 +361,21 @@ def test_push_then_a_fresh_clone_pulls_everything_and_shares_experiments(pipelin
 
 
 def test_the_champion_served_over_http_denoises_batches_of_1_and_256(pipeline, stack, env):
+    """`python -m mnist_ae.serve`: the champion's files checked, then `mlflow models serve`."""
     port = free_port_base()
     server = subprocess.Popen(
-        [
-            *(str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}@champion"),
-            *("--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)),
-        ],
+        [str(BIN / "python"), "-m", "mnist_ae.serve", "--port", str(port)],
         cwd=pipeline,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 180
         while not _answers(f"http://127.0.0.1:{port}/ping"):
-            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            assert server.poll() is None, server.stderr.read()[-2000:]
             assert time.monotonic() < deadline, "the model server did not start in 180 s"
             time.sleep(1)
         clean = to_unit(load_split(pipeline / "data" / "processed" / "test.npz").images[:256])
@@ -391,9 +390,11 @@ def test_the_champion_served_over_http_denoises_batches_of_1_and_256(pipeline, s
             assert denoised.shape == (batch, 1, 28, 28)
             error = float(((denoised[:, 0] - clean[:batch].numpy()) ** 2).mean())
             assert error < float(((noisy[:batch] - clean[:batch]) ** 2).mean()) / 3
+        assert server.stdout.readline().startswith(f"serving {MODEL} version ")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+    assert not _answers(f"http://127.0.0.1:{port}/ping")  # its server went with it
 
 
 def _answers(url: str) -> bool:

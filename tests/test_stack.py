@@ -1,20 +1,28 @@
-"""The team stack as `dev.py stack` runs it, with its real components: loopback only, secrets
-kept out of sight, one clear error and nothing left running when it cannot start."""
+"""The team stack as `dev.py stack` runs it on 127.0.0.1, with its real components: loopback only,
+secrets and state readable by their owner only, an environment of its own for SeaweedFS, one
+clear error and nothing left running when it cannot start, and one `up` at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import boto3
 import psutil
 import pytest
-from helpers import free_port_base, stack_command
+from helpers import REPO, clean_env, free_port_base, stack_command
 
 from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, Layout
+from mnist_ae.stack.postgres import PostgreSQL
+from mnist_ae.stack.processes import StackError
+
+pytestmark = pytest.mark.services
 
 
 def listening(layout: Layout) -> set[tuple[str, int]]:
@@ -73,10 +81,15 @@ def test_anonymous_and_wrong_keys_are_refused_by_s3(stack):
 
 @pytest.fixture
 def spare_dir():
-    root = Path(tempfile.mkdtemp(prefix="mnist-ae-stack-", dir="/tmp"))
-    root.chmod(0o755)
+    """A stack folder in a folder only its owner can enter (as root's home is)."""
+    home = Path(tempfile.mkdtemp(prefix="mnist-ae-home-", dir="/tmp"))
+    home.chmod(0o700)
+    root = home / ".stack"
     yield root
     stack_command(root, "down")
+    with contextlib.suppress(StackError):  # a test may have damaged the state on purpose
+        for process in Layout(root).started().values():
+            process.stop()
 
 
 def test_a_taken_port_is_named_and_nothing_starts(spare_dir):
@@ -93,6 +106,14 @@ def test_a_taken_port_is_named_and_nothing_starts(spare_dir):
     assert Layout(spare_dir).started() == {}
 
 
+def postmasters(layout: Layout) -> list[int]:
+    """Processes of this stack's PostgreSQL cluster, whoever started them."""
+    data = str(PostgreSQL().data_dir(layout))
+    return [
+        p.pid for p in psutil.process_iter(["cmdline"]) if data in " ".join(p.info["cmdline"] or [])
+    ]
+
+
 def test_a_component_that_dies_at_start_stops_what_started_before_it(spare_dir):
     (spare_dir / "seaweedfs" / "data").mkdir(parents=True)
     (spare_dir / "seaweedfs" / "data" / "filerldb2").write_text(
@@ -104,5 +125,68 @@ def test_a_component_that_dies_at_start_stops_what_started_before_it(spare_dir):
     assert "Traceback" not in result.stderr
     layout = Layout(spare_dir)
     assert layout.started() == {}  # postgres, started first, was stopped again
-    postmaster = spare_dir / "postgres" / "data" / "postmaster.pid"
-    assert not postmaster.exists()
+    assert postmasters(layout) == []
+
+
+def test_a_postgresql_that_cannot_be_configured_leaves_no_process(spare_dir):
+    base = str(free_port_base())
+    assert stack_command(spare_dir, "up", "--port-base", base).returncode == 0
+    assert stack_command(spare_dir, "down").returncode == 0
+    secrets = json.loads((spare_dir / "secrets.json").read_text())
+    secrets["postgres_admin_password"] = "not the one the cluster was made with"
+    (spare_dir / "secrets.json").write_text(json.dumps(secrets))  # restored from a bad backup
+    result = stack_command(spare_dir, "up", "--port-base", base)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "postgres: cannot log in as its administrator" in result.stderr
+    assert Layout(spare_dir).started() == {} and postmasters(Layout(spare_dir)) == []
+
+
+def test_a_damaged_state_file_is_one_clear_error(spare_dir):
+    spare_dir.mkdir(parents=True)
+    (spare_dir / "stack.json").write_text('{"port_base": 150')
+    result = stack_command(spare_dir, "status")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {spare_dir / 'stack.json'}: the stack's state is damaged (JSONDecodeError: "
+        "Expecting ',' delimiter: line 1 column 18 (char 17)); restore it from a backup, or "
+        "remove the stack folder to start a new stack (its data goes with it)"
+    ]
+
+
+def test_two_ups_at_once_start_one_stack_and_the_other_says_why(spare_dir):
+    command = [sys.executable, "-m", "mnist_ae.stack", "up", "--dir", str(spare_dir)]
+    command += ["--port-base", str(free_port_base())]
+    both = [
+        subprocess.Popen(command, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    outcomes = sorted((p.wait(timeout=240), p.communicate()[1]) for p in both)
+    assert [status for status, _ in outcomes] == [0, 1]
+    assert outcomes[1][1].strip() == (
+        f"error: another stack command is changing {spare_dir} (it holds stack.lock); wait for "
+        "it to finish, then run `stack up` again"
+    )
+    layout = Layout(spare_dir)
+    assert set(layout.started()) == {"postgres", "seaweedfs", "mlflow"}  # one of each
+    assert len(postmasters(layout)) >= 1
+    weeds = [p for p in psutil.process_iter(["cmdline"]) if str(spare_dir) in " ".join(
+        p.info["cmdline"] or []) and "weed" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
+    assert [p.pid for p in weeds] == [layout.started()["seaweedfs"].pid]
+
+
+def test_state_secrets_and_data_are_their_owner_s_alone(stack):
+    """Folders 0700, our files 0600 (SeaweedFS's own volume-info files sit in 0700 folders)."""
+    assert stat.S_IMODE(stack.root.stat().st_mode) == 0o700
+    for path in stack.root.rglob("*"):
+        if path.is_dir() and not path.is_symlink():
+            assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
+    for name in ("stack.json", "secrets.json", "aws/credentials", "aws/config",
+                 "seaweedfs/security.toml", "seaweedfs/s3-identities.json"):  # fmt: skip
+        assert stat.S_IMODE((stack.root / name).stat().st_mode) == 0o600, name
+
+
+def test_seaweedfs_gets_no_environment_but_its_own(stack):
+    environment = psutil.Process(stack.started()["seaweedfs"].pid).environ()
+    assert set(environment) == {"PATH", "HOME", "TMPDIR"}
+    assert environment["HOME"] == str(stack.folder("seaweedfs"))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -96,12 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     if digits:
         import mlflow
 
-        from mnist_ae.tracking import store
+        from mnist_ae.tracking import registry, store
 
         store.connect(params.mlflow.experiment, repo_root())
-        uri = f"models:/{params.mlflow.registered_model}@champion"
-        model = mlflow.pyfunc.load_model(uri)
-        denoised = model.predict(np.stack(digits)[:, None].astype(np.float32))[:, 0]
+        with tempfile.TemporaryDirectory(prefix="champion-") as copy:
+            name = params.mlflow.registered_model
+            _, local = registry.verified_copy(name, "@champion", Path(copy))
+            model = mlflow.pyfunc.load_model(str(local))
+            denoised = model.predict(np.stack(digits)[:, None].astype(np.float32))[:, 0]
         args.out.mkdir(parents=True, exist_ok=True)
         for path, converted, result in zip(names, digits, denoised, strict=True):
             target = args.out / f"{path.stem}.png"

@@ -212,6 +212,7 @@ def publish(
                     version=registered.version,
                     model_uri=registered.model_uri,
                     weights_sha256=weights,
+                    model_sha256=registered.model_sha256,
                     checkpoint_key=job.checkpoint.key,
                 )
                 record.write(model_dir / RUN_RECORD)

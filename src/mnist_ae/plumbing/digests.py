@@ -1,5 +1,5 @@
-"""SHA-256, the one way the project fingerprints anything: a file, several files in order, bytes,
-an array's values, a model's weights, a JSON-able value."""
+"""SHA-256, the one way the project fingerprints anything: a file, several files in order, a folder,
+bytes, an array's values, a model's weights, a JSON-able value."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ def sha256_weights(state: Mapping[str, Any]) -> str:
         digest.update(name.encode() + b"\0")
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def sha256_tree(folder: str | Path, leave_out: tuple[str, ...] = ()) -> str:
+    """Of every file under a folder, by relative path, but those named in `leave_out` (empty
+    folders do not count)."""
+    root = Path(folder)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in leave_out)
+    return sha256_json({str(p.relative_to(root)): sha256_file(p) for p in files})
 
 
 def sha256_json(value: Any) -> str:

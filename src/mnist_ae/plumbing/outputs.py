@@ -117,15 +117,15 @@ def _temporary(folder: Path, prefix: str, is_dir: bool) -> Path:
     return Path(name)
 
 
-def _install_file(tmp: Path, target: Path) -> None:
-    tmp.chmod(0o644)
+def _install_file(tmp: Path, target: Path, mode: int) -> None:
+    tmp.chmod(mode)
     fsync_path(tmp)
     tmp.replace(target)  # atomic: the old file until this instant, then the new
     fsync_path(target.parent)
 
 
-def _install_folder(tmp: Path, target: Path, prefix: str) -> None:
-    tmp.chmod(0o755)
+def _install_folder(tmp: Path, target: Path, prefix: str, mode: int) -> None:
+    tmp.chmod(mode)
     _fsync_tree(tmp)
     if not (target.exists() or target.is_symlink()):
         tmp.replace(target)
@@ -143,9 +143,9 @@ def _install_folder(tmp: Path, target: Path, prefix: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | Path, is_dir: bool = False) -> Iterator[Path]:
+def atomic_path(target: str | Path, is_dir: bool = False, private: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of `target` to write; it replaces `target`, durably, only if
-    the block succeeds."""
+    the block succeeds. `private`: readable by the owner only (the temporary already is)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{target.name}.tmp-"
@@ -155,9 +155,9 @@ def atomic_path(target: str | Path, is_dir: bool = False) -> Iterator[Path]:
         yield tmp
         with critical():
             if is_dir:
-                _install_folder(tmp, target, prefix)
+                _install_folder(tmp, target, prefix, 0o700 if private else 0o755)
             else:
-                _install_file(tmp, target)
+                _install_file(tmp, target, 0o600 if private else 0o644)
     except BaseException as error:
         _remove(tmp)
         _name_output(error, target, tmp)
@@ -197,6 +197,13 @@ def _name_output(error: BaseException, output: Path, tmp: Path) -> None:
         error.filename = str(output)
     elif str(error.filename).startswith(str(tmp)):
         error.filename = str(output) + str(error.filename)[len(str(tmp)) :]
+
+
+def write_private(path: str | Path, text: str) -> None:
+    """Create or replace a file only its owner can read (secrets, keys), atomically and durably:
+    its content is never in a file anyone else could open."""
+    with atomic_path(path, private=True) as tmp:
+        tmp.write_text(text)
 
 
 def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:

@@ -1,8 +1,9 @@
-"""Command line of the local team stack (see mnist_ae.stack)."""
+"""Command line of the team stack (see mnist_ae.stack)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -12,40 +13,110 @@ from mnist_ae import stack
 from mnist_ae.plumbing.cli import run_stage
 from mnist_ae.plumbing.repo import repo_root
 from mnist_ae.stack import control
-from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, Layout
+from mnist_ae.stack.clients import client_env, write_client_folder
+from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, ROLES, Layout
 from mnist_ae.stack.processes import StackError
+from mnist_ae.stack.tls import ServerTLS
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog="dev.py stack",
+        description=stack.__doc__.split("\n\n")[0].replace("\n", " "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=stack.__doc__.split("\n\n", 1)[1],
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--dir", type=Path, help="state folder (default: .stack/ in the repository)"
+    )
+    commands = top.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start what is not running", parents=[common])
+    up.add_argument("--port-base", type=int, help="first of the ten ports (default 15000)")
+    up.add_argument(
+        "--host", help="address the team's machines reach (default 127.0.0.1: this machine only)"
+    )
+    up.add_argument("--cert", type=Path, help="your own certificate for --host (PEM)")
+    up.add_argument("--key", type=Path, help="its private key (PEM)")
+    up.add_argument("--ca", type=Path, help="what clients trust for it (default: the certificate)")
+    env = commands.add_parser(
+        "env", help="shell lines for `eval` that point a shell at it", parents=[common]
+    )
+    who = env.add_mutually_exclusive_group()
+    who.add_argument("--user", help="a team member's files, in .stack/clients/NAME/")
+    who.add_argument("--client", type=Path, help="a copied .stack/clients/NAME/ folder")
+    commands.add_parser("status", help="what runs where", parents=[common])
+    commands.add_parser("down", help="stop exactly the processes `up` started", parents=[common])
+    user = commands.add_parser(
+        "user", help="the team's logins (a stack on --host)", parents=[common]
+    )
+    user.add_argument("action", choices=("add", "remove", "list"))
+    user.add_argument("name", nargs="?")
+    user.add_argument("--role", choices=ROLES, default="reader")
+    return top
+
+
+def own_certificate(args: argparse.Namespace) -> ServerTLS | None:
+    if args.cert is None and args.key is None:
+        return None
+    if args.cert is None or args.key is None or args.host is None:
+        raise StackError("--cert and --key go together, with --host")
+    for path in (args.cert, args.key, args.ca):
+        if path is not None and not path.is_file():
+            raise StackError(f"{path}: no such file")
+    return ServerTLS(args.cert, args.key, args.ca or args.cert)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="dev.py stack", description=stack.__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("up", "env", "status", "down"))
-    parser.add_argument(
-        "--dir", type=Path, help="state folder (default: .stack/ in the repository)"
-    )
-    parser.add_argument("--port-base", type=int, help="first of the ten ports (default 15000)")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
+    os.umask(0o077)  # everything the stack writes is its owner's alone
     layout = Layout((args.dir or control.default_dir(repo_root())).resolve())
-
     if args.command == "up":
         began = time.monotonic()
-        started = control.up(layout, args.port_base)
+        started = control.up(layout, args.port_base, args.host, own_certificate(args))
         took = f" in {time.monotonic() - began:.1f} s" if started else " (already running)"
         print(
             f"stack up{took}: MLflow {layout.url('mlflow')}, S3 {layout.url('s3')} "
             f"(buckets {MLFLOW_BUCKET}, {DVC_BUCKET}); state in {layout.root}"
         )
-        print('use it from a shell: eval "$(python3 dev.py stack env)"')
+        if layout.networked():
+            print("add the team: python3 dev.py stack user add NAME --role reader|writer")
+        else:
+            print('use it from a shell: eval "$(python3 dev.py stack env)"')
     elif args.command == "env":
-        if not layout.exists():
+        if args.client is not None:
+            lines = client_env(args.client, repo_root())
+        elif not layout.exists():
             raise StackError(f"no stack in {layout.root}: start one with `dev.py stack up`")
-        for key, value in layout.client_env().items():
-            print(f"export {key}={shlex.quote(value)}")
+        elif args.user is not None:
+            lines = client_env(write_client_folder(layout, args.user), repo_root())
+        elif layout.networked():
+            raise StackError("this stack has logins: `stack env --user NAME` (see `stack user`)")
+        else:
+            lines = [f"export {k}={shlex.quote(v)}" for k, v in layout.client_env().items()]
+        print("\n".join(lines))
     elif args.command == "status":
         if not layout.exists():
             print(f"no stack in {layout.root}")
             return
         for name, state, address in control.status(layout):
-            print(f"{name:10s} {address:16s} {state}")
+            print(f"{name:10s} {address:21s} {state}")
+    elif args.command == "user":
+        if args.action == "list":
+            for user in layout.users().values():
+                print(f"{user.name:20s} {user.role}")
+            return
+        if not args.name:
+            raise StackError(f"stack user {args.action} needs a NAME")
+        if args.action == "add":
+            user = control.add_user(layout, args.name, args.role)
+            print(
+                f"user {user.name} ({user.role}) added; their files: "
+                f"python3 dev.py stack env --user {user.name}"
+            )
+        else:
+            control.remove_user(layout, args.name)
+            print(f"user {args.name} removed: no MLflow login, no S3 keys")
     else:
         stopped = control.down(layout)
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}; data kept in {layout.root}")

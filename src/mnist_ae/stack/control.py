@@ -1,17 +1,21 @@
-"""Starting, stopping and reporting the stack's services, by the process ids `up` recorded."""
+"""Starting, stopping and reporting the stack's services, by the process ids `up` recorded, and
+its users. One command that changes the stack runs at a time (a lock in the stack folder)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import time
 from pathlib import Path
 
-from mnist_ae.stack.layout import Layout
-from mnist_ae.stack.mlflow_server import MlflowServer
+from mnist_ae.stack.layout import DEFAULT_PORT_BASE, Layout, User
+from mnist_ae.stack.mlflow_server import AdminApi, MlflowServer
 from mnist_ae.stack.postgres import PostgreSQL
-from mnist_ae.stack.processes import StackError, Started, port_is_free, wait_for
+from mnist_ae.stack.processes import LOOPBACK, StackError, Started, port_is_free, wait_for
 from mnist_ae.stack.seaweedfs import SeaweedFS
 from mnist_ae.stack.service import READY_TIMEOUT, Service
+from mnist_ae.stack.tls import ServerTLS, make_authority, names_in
 
 SERVICES: tuple[Service, ...] = (PostgreSQL(), SeaweedFS(), MlflowServer())
 
@@ -24,44 +28,95 @@ def _running(layout: Layout) -> dict[str, Started]:
     return {name: p for name, p in layout.started().items() if p.running()}
 
 
+def _check_host(host: str) -> None:
+    """A network address must be one of this machine's: it is where the servers listen."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+    except OSError as error:
+        raise StackError(
+            f"--host {host}: not an address of this machine ({error.strerror}); give one that "
+            "`ip -brief address` lists, which the team's machines can reach"
+        ) from None
+
+
 def _check_can_start(layout: Layout, to_start: list[Service]) -> None:
     """Before anything starts: every package present and every port free, or one clear error."""
     for service in to_start:
         reason = service.missing()
         if reason:
             raise StackError(f"{service.name}: {reason}")
-    ports = layout.ports()
     for service in to_start:
-        for name in service.ports:
-            if not port_is_free(ports[name]):
+        for address, port, name in service.addresses(layout):
+            if not port_is_free(port, address):
                 raise StackError(
-                    f"{service.name}: port {ports[name]} ({name}) on 127.0.0.1 is taken by another "
+                    f"{service.name}: port {port} ({name}) on {address} is taken by another "
                     "program; stop it, or move the whole stack with --port-base N"
                 )
 
 
-def up(layout: Layout, port_base: int | None = None) -> list[str]:
-    """Start every service that is not running; on any failure stop what this call started."""
-    running = _running(layout)
-    state = layout.load_state()
-    if port_base is not None and port_base != state.get("port_base"):
-        if running:
-            raise StackError("the stack is running on other ports: stop it first (stack down)")
-        state["port_base"] = port_base
-    state.setdefault("port_base", layout.ports()["mlflow"])
-    state["processes"] = {name: p.as_dict() for name, p in running.items()}
-    layout.save_state(state)
-    layout.write_aws_files(layout.secrets())
+def _prepare_tls(layout: Layout, own: ServerTLS | None) -> None:
+    """On a network address: the user's certificate and key, or a certificate of the stack's
+    own authority for the address (made again if the address changed)."""
+    if not layout.networked():
+        return
+    tls, host = layout.tls(), layout.host()
+    if own is not None:
+        tls.certificate.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for given, kept in zip(
+            (own.certificate, own.key, own.ca), (tls.certificate, tls.key, tls.ca), strict=True
+        ):
+            shutil.copyfile(given, kept)
+            kept.chmod(0o600)
+        (tls.certificate.parent / "ca.key").unlink(missing_ok=True)  # not ours to reissue
+    elif not tls.exist() or (
+        host not in names_in(tls.certificate) and (tls.certificate.parent / "ca.key").exists()
+    ):
+        make_authority(tls.certificate.parent, [host])
+    if host not in names_in(tls.certificate):
+        raise StackError(
+            f"{tls.certificate} is not valid for {host} (it names {names_in(tls.certificate)}); "
+            "give a certificate for that address, or leave out --cert to let the stack make one"
+        )
 
-    to_start = [s for s in SERVICES if s.name not in running]
-    _check_can_start(layout, to_start)
+
+def up(
+    layout: Layout,
+    port_base: int | None = None,
+    host: str | None = None,
+    own_tls: ServerTLS | None = None,
+) -> list[str]:
+    """Start every service that is not running; on any failure stop what this call started."""
+    with layout.locked("up"):
+        running = _running(layout)
+        state = layout.load_state()
+        for key, value in (("port_base", port_base), ("host", host)):
+            if value is None:
+                continue
+            if running and value != state.get(key, value):
+                raise StackError(f"the stack is running with another {key}: stop it first")
+            state[key] = value
+        state.setdefault("port_base", DEFAULT_PORT_BASE)
+        state.setdefault("host", LOOPBACK)
+        if state["host"] != LOOPBACK:
+            _check_host(state["host"])
+        state["processes"] = {name: p.as_dict() for name, p in running.items()}
+        layout.save_state(state)
+        _prepare_tls(layout, own_tls)
+        layout.write_aws_files(layout.secrets())
+        to_start = [s for s in SERVICES if s.name not in running]
+        _check_can_start(layout, to_start)
+        return _start(layout, to_start)
+
+
+def _start(layout: Layout, to_start: list[Service]) -> list[str]:
     started: list[tuple[Service, Started]] = []
     try:
         for service in to_start:
             began = time.monotonic()
             process = service.start(layout)
             started.append((service, process))
-            layout.record(service.name, process)
+            layout.record(service.name, process)  # before anything else can fail
             alive = True
 
             def answering(service: Service = service, process: Started = process) -> bool:
@@ -72,11 +127,9 @@ def up(layout: Layout, port_base: int | None = None) -> list[str]:
             if not wait_for(answering, READY_TIMEOUT, interval=0.25) or not alive:
                 what = "exited during start-up" if not alive else "did not answer in time"
                 raise service.fail(layout, what)
-            if isinstance(service, SeaweedFS):
-                service.create_buckets(layout)
-            print(
-                f"{service.name}: started (pid {process.pid}) in {time.monotonic() - began:.1f} s"
-            )
+            service.configure(layout)
+            took = time.monotonic() - began
+            print(f"{service.name}: started (pid {process.pid}) in {took:.1f} s")
     except BaseException:
         for service, process in reversed(started):
             process.stop(service.stop_signal, service.stop_grace)
@@ -87,29 +140,69 @@ def up(layout: Layout, port_base: int | None = None) -> list[str]:
 
 def down(layout: Layout) -> list[str]:
     """Stop the processes `up` started, newest first, by the process ids it recorded."""
-    stopped = []
-    records = layout.started()
-    for service in reversed(SERVICES):
-        process = records.get(service.name)
-        if process is None:
-            continue
-        if process.running():
-            process.stop(service.stop_signal, service.stop_grace)
-            stopped.append(service.name)
-        layout.record(service.name, None)
-    return stopped
+    with layout.locked("down"):
+        stopped = []
+        records = layout.started()
+        for service in reversed(SERVICES):
+            process = records.get(service.name)
+            if process is None:
+                continue
+            if process.running():
+                process.stop(service.stop_signal, service.stop_grace)
+                stopped.append(service.name)
+            layout.record(service.name, None)
+        return stopped
 
 
 def status(layout: Layout) -> list[tuple[str, str, str]]:
-    """(service, state, address) for each service."""
-    records, ports = layout.started(), layout.ports()
+    """(service, state, where it listens) for each service."""
+    records = layout.started()
     rows = []
     for service in SERVICES:
         process = records.get(service.name)
-        address = f"127.0.0.1:{ports[service.ports[0]]}"
+        facing = [a for a in service.addresses(layout) if a[2] in service.public]
+        address, port, _ = (facing or service.addresses(layout))[-1]
+        where = f"{address}:{port}"
         if process is not None and process.running():
             health = "answering" if service.ready(layout) else "not answering"
-            rows.append((service.name, f"running (pid {process.pid}), {health}", address))
+            rows.append((service.name, f"running (pid {process.pid}), {health}", where))
         else:
-            rows.append((service.name, "stopped", address))
+            rows.append((service.name, "stopped", where))
     return rows
+
+
+def _require_team_stack(layout: Layout) -> None:
+    if not layout.networked():
+        raise StackError(
+            "users belong to a stack on a network address (`stack up --host ADDRESS`); on "
+            "127.0.0.1 the stack is one person's and needs no logins"
+        )
+    running = _running(layout)
+    if not {"mlflow", "seaweedfs"} <= set(running):
+        raise StackError("the stack is not running: start it first (`stack up`)")
+
+
+def add_user(layout: Layout, name: str, role: str) -> User:
+    """An MLflow login with the role's permissions and an S3 identity limited to match."""
+    with layout.locked("user add"):
+        _require_team_stack(layout)
+        users = layout.users()
+        if name in users:
+            raise StackError(f"user {name} exists ({users[name].role}); remove it first")
+        user = User.new(name, role)
+        AdminApi(layout).add_user(user)
+        layout.save_users(users | {name: user})
+        SeaweedFS().reload_identities(layout)
+        return user
+
+
+def remove_user(layout: Layout, name: str) -> None:
+    with layout.locked("user remove"):
+        _require_team_stack(layout)
+        users = layout.users()
+        if name not in users:
+            raise StackError(f"no user {name} (users: {', '.join(sorted(users)) or 'none'})")
+        AdminApi(layout).remove_user(name)
+        layout.save_users({k: v for k, v in users.items() if k != name})
+        SeaweedFS().reload_identities(layout)
+        shutil.rmtree(layout.clients(name), ignore_errors=True)

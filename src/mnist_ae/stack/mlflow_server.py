@@ -1,60 +1,182 @@
 """The MLflow tracking server: runs and the registry in PostgreSQL, artifacts proxied to a
-SeaweedFS bucket, so clients need no S3 keys."""
+SeaweedFS bucket, so clients need no S3 keys.
+
+On a network address it runs MLflow's own auth app over TLS: users and permissions in PostgreSQL,
+a generated admin password and session key, no permission for a user nobody granted one, only
+the Host headers clients use, and two roles: `reader` (read experiments, runs, artifacts and the
+registry) and `writer` (also create runs, register versions, set tags and aliases). Workspaces
+are on, so only a role that grants it can create experiments or registered models.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import shlex
+import ssl
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
+from typing import Any
 
-from mnist_ae.stack.layout import MLFLOW_BUCKET, Layout
+from mnist_ae.plumbing.outputs import write_private
+from mnist_ae.stack.layout import AUTH_DATABASE, MLFLOW_BUCKET, ROLES, Layout, User
 from mnist_ae.stack.postgres import PostgreSQL
-from mnist_ae.stack.processes import LOOPBACK, Started
+from mnist_ae.stack.processes import StackError, Started
 from mnist_ae.stack.service import Service
+
+ADMIN = "admin"
+WORKSPACE = "default"
+# (resource type, pattern, permission) each role grants, on every experiment and model
+GRANTS = {
+    "reader": [("experiment", "*", "READ"), ("registered_model", "*", "READ")],
+    "writer": [
+        ("workspace", "*", "USE"),  # create the experiment and the registered model
+        ("experiment", "*", "EDIT"),
+        ("registered_model", "*", "EDIT"),
+        ("registered_model_version", "*", "MANAGE"),  # delete what a failed training registered
+    ],
+}
+
+
+def tls_context(layout: Layout) -> ssl.SSLContext:
+    """Trust the stack's authority, and nothing else."""
+    return ssl.create_default_context(cafile=str(layout.tls().ca))
+
+
+class AdminApi:
+    """MLflow's REST API as the stack's admin, for users and roles."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.base = layout.url("mlflow")
+        self.context = tls_context(layout)
+        token = f"{ADMIN}:{layout.secrets().mlflow_admin_password}".encode()
+        self.headers = {
+            "Authorization": "Basic " + base64.b64encode(token).decode(),
+            "Content-Type": "application/json",
+        }
+
+    def call(self, method: str, path: str, body: dict | None = None, **query: str) -> Any:
+        url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data, self.headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=self.context) as answer:
+                text = answer.read().decode()
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:300]
+            raise StackError(f"mlflow: {method} {path} answered {error.code}: {detail}") from None
+        return json.loads(text) if text.strip() else {}
+
+    def roles(self) -> dict[str, int]:
+        listed = self.call("GET", "/api/3.0/mlflow/roles/list", workspace=WORKSPACE)
+        return {role["name"]: int(role["id"]) for role in listed.get("roles", [])}
+
+    def ensure_roles(self) -> dict[str, int]:
+        """The reader and writer roles with exactly their grants (made once)."""
+        roles = self.roles()
+        for name in ROLES:
+            if name in roles:
+                continue
+            made = self.call(
+                "POST", "/api/3.0/mlflow/roles/create", {"workspace": WORKSPACE, "name": name}
+            )
+            roles[name] = int(made["role"]["id"])
+            for resource_type, pattern, permission in GRANTS[name]:
+                grant = {
+                    "role_id": roles[name],
+                    "resource_type": resource_type,
+                    "resource_pattern": pattern,
+                    "permission": permission,
+                }
+                self.call("POST", "/api/3.0/mlflow/roles/permissions/add", grant)
+        return roles
+
+    def add_user(self, user: User) -> None:
+        role_id = self.ensure_roles()[user.role]
+        body = {"username": user.name, "password": user.mlflow_password}
+        self.call("POST", "/api/2.0/mlflow/users/create", body)
+        self.call(
+            "POST", "/api/3.0/mlflow/roles/assign", {"username": user.name, "role_id": role_id}
+        )
+
+    def remove_user(self, name: str) -> None:
+        self.call("DELETE", "/api/2.0/mlflow/users/delete", {"username": name})
 
 
 class MlflowServer(Service):
     name = "mlflow"
     ports = ("mlflow",)
+    public = ("mlflow",)
     workers = 2  # MLflow's default of 4 is too many for 2 cores
 
+    def addresses(self, layout: Layout) -> list[tuple[str, int, str]]:
+        return [(layout.host(), layout.ports()["mlflow"], "mlflow")]  # one address, either way
+
+    def _auth_config(self, layout: Layout) -> str:
+        """MLflow's auth app settings, in an owner-only file (they hold two passwords)."""
+        path = layout.folder(self.name) / "auth.ini"
+        admin_password = layout.secrets().mlflow_admin_password
+        write_private(
+            path,
+            "[mlflow]\n"
+            "default_permission = NO_PERMISSIONS\n"
+            f"database_uri = {PostgreSQL().database_uri(layout, AUTH_DATABASE)}\n"
+            f"admin_username = {ADMIN}\n"
+            f"admin_password = {admin_password}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "grant_default_workspace_access = false\n",
+        )
+        return str(path)
+
     def start(self, layout: Layout) -> Started:
-        env = os.environ | {
-            # The password reaches the server through its environment, never its command line.
-            "MLFLOW_BACKEND_STORE_URI": PostgreSQL().backend_uri(layout),
+        secrets_ = layout.secrets()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
+        env |= {
+            # Passwords reach the server through its environment or owner-only files, never
+            # its command line.
+            "MLFLOW_BACKEND_STORE_URI": PostgreSQL().database_uri(layout),
             "MLFLOW_S3_ENDPOINT_URL": layout.url("s3"),
             "AWS_CONFIG_FILE": str(layout.aws_config),
             "AWS_SHARED_CREDENTIALS_FILE": str(layout.aws_credentials),
             # The GenAI job runner (a huey process) serves nothing this project uses.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         }
-        for key in (
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_PROFILE",
-            "MLFLOW_TRACKING_URI",
-        ):
-            env.pop(key, None)
+        host, port = layout.host(), str(layout.ports()["mlflow"])
         command = [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--artifacts-destination",
-            f"s3://{MLFLOW_BUCKET}/artifacts",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(layout.ports()["mlflow"]),
-            "--workers",
-            str(self.workers),
+            *(sys.executable, "-m", "mlflow", "server"),
+            *("--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts"),
+            *("--host", host, "--port", port, "--workers", str(self.workers)),
         ]
+        if layout.networked():
+            tls = layout.tls()
+            env |= {
+                "MLFLOW_AUTH_CONFIG_PATH": self._auth_config(layout),
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets_.flask_secret_key,
+                "AWS_CA_BUNDLE": str(tls.ca),  # its artifact proxy talks to S3 over TLS
+            }
+            ssl_options = f"--ssl-keyfile {shlex.quote(str(tls.key))}"
+            ssl_options += f" --ssl-certfile {shlex.quote(str(tls.certificate))}"
+            command += [
+                *("--app-name", "basic-auth", "--enable-workspaces"),
+                *("--allowed-hosts", f"{host}:{port},{host}"),
+                *("--cors-allowed-origins", layout.url("mlflow")),
+                *("--uvicorn-opts", ssl_options),
+            ]
         # uvicorn and its workers: one process group, stopped together
         return Started.of(self._spawn(layout, command, env), group=True)
 
     def ready(self, layout: Layout) -> bool:
+        context = tls_context(layout) if layout.networked() else None
         try:
-            with urllib.request.urlopen(layout.url("mlflow") + "/health", timeout=2) as response:
+            url = layout.url("mlflow") + "/health"
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
                 return response.status == 200
         except OSError:
             return False
+
+    def configure(self, layout: Layout) -> None:
+        if layout.networked():
+            AdminApi(layout).ensure_roles()

@@ -1,5 +1,12 @@
-"""PostgreSQL from Debian's package: a cluster in the stack folder, TCP on loopback only, run as the
-unprivileged `postgres` account when we are root; MLflow's runs, registry and users live in it."""
+"""PostgreSQL from Debian's package: a cluster of the stack's own, TCP on loopback only. It holds
+MLflow's runs and registry (database `mlflow`) and, on a network address, MLflow's users and
+permissions (database `mlflow_auth`).
+
+PostgreSQL refuses to run as root, so a root stack runs it as the unprivileged `postgres`
+account, with its cluster in that account's home (`~postgres/mnist-ae-stacks/<id>/`): the stack
+folder itself stays readable by its owner only, even in a 0700 home such as /root. The server
+programs are those of the cluster's own PG_VERSION.
+"""
 
 from __future__ import annotations
 
@@ -11,32 +18,34 @@ import signal
 import subprocess
 from pathlib import Path
 
-from mnist_ae.stack.layout import DATABASE, Layout, write_private
+import psutil
+
+from mnist_ae.plumbing.digests import sha256_bytes
+from mnist_ae.stack.layout import AUTH_DATABASE, DATABASE, Layout
 from mnist_ae.stack.processes import LOOPBACK, StackError, Started
 from mnist_ae.stack.service import Service
 
 POSTGRES_USER = "postgres"  # the unprivileged account the cluster runs as when we are root
 
 
-def postgres_bin() -> Path | None:
-    """Debian installs the server programs under /usr/lib/postgresql/<version>/bin."""
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=_version_key)
-    if candidates:
-        return Path(candidates[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+def _as_root() -> bool:
+    return os.geteuid() == 0
 
 
-def _version_key(path: str) -> int:
-    parts = Path(path).parts
-    return int(parts[-3]) if parts[-3].isdigit() else 0
+def installed_versions() -> dict[str, Path]:
+    """Debian installs each version's server programs under /usr/lib/postgresql/<v>/bin."""
+    found = {Path(p).parts[-2]: Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")}
+    if not found and shutil.which("initdb"):
+        found["path"] = Path(shutil.which("initdb")).parent
+    return found
+
+
+def _newest(versions: dict[str, Path]) -> Path:
+    return versions[max(versions, key=lambda v: int(v) if v.isdigit() else 0)]
 
 
 def _as_postgres(command: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: then run it as the unprivileged `postgres` account."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", POSTGRES_USER, "--", *command]
-    return command
+    return ["runuser", "-u", POSTGRES_USER, "--", *command] if _as_root() else command
 
 
 class PostgreSQL(Service):
@@ -45,17 +54,44 @@ class PostgreSQL(Service):
     stop_signal = signal.SIGINT  # PostgreSQL's "fast" shutdown: roll back clients, exit cleanly
 
     def missing(self) -> str | None:
-        if postgres_bin() is None:
+        if not installed_versions():
             return "PostgreSQL is not installed (Debian/Ubuntu: apt-get install postgresql)"
-        if os.geteuid() == 0:
+        if _as_root():
             try:
                 pwd.getpwnam(POSTGRES_USER)
             except KeyError:
                 return f"running as root needs the unprivileged user {POSTGRES_USER!r}"
         return None
 
+    def cluster(self, layout: Layout) -> Path:
+        """The cluster's folder: its data and its log. For root, in the postgres account's
+        home, named by the stack folder (a cluster an older stack kept inside it stays)."""
+        inside = layout.folder("postgres")
+        if not _as_root() or (inside / "data" / "PG_VERSION").is_file():
+            return inside
+        home = Path(pwd.getpwnam(POSTGRES_USER).pw_dir)
+        return home / "mnist-ae-stacks" / sha256_bytes(str(layout.root).encode())[:16]
+
     def data_dir(self, layout: Layout) -> Path:
-        return layout.folder("postgres") / "data"
+        return self.cluster(layout) / "data"
+
+    def log(self, layout: Layout) -> Path:
+        return self.cluster(layout) / "postgres.log"  # PostgreSQL writes it as its own account
+
+    def programs(self, layout: Layout) -> Path:
+        """The server programs of the cluster's PG_VERSION (the newest for a new cluster)."""
+        versions = installed_versions()
+        marker = self.data_dir(layout) / "PG_VERSION"
+        if not marker.is_file():
+            return _newest(versions)
+        version = marker.read_text().strip()
+        if version not in versions:
+            raise StackError(
+                f"postgres: the cluster in {self.data_dir(layout)} is PostgreSQL {version}, which "
+                f"is not installed (found: {', '.join(sorted(versions)) or 'none'}); install "
+                f"postgresql-{version}"
+            )
+        return versions[version]
 
     def _run(self, command: list[str], what: str) -> None:
         result = subprocess.run(_as_postgres(command), capture_output=True, text=True)
@@ -64,39 +100,28 @@ class PostgreSQL(Service):
             raise StackError(f"postgres: {what} failed: {detail[-1] if detail else 'no output'}")
 
     def _prepare(self, layout: Layout) -> None:
-        """A new cluster (once), owned by the account that runs it."""
-        folder = layout.folder("postgres")
-        folder.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
+        """The cluster's folder, owned by the account that runs it, and a new cluster (once)."""
+        cluster = self.cluster(layout)
+        cluster.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if _as_root():
             account = pwd.getpwnam(POSTGRES_USER)
-            os.chown(folder, account.pw_uid, account.pw_gid)
-            reachable = subprocess.run(_as_postgres(["test", "-w", str(folder)])).returncode == 0
-            if not reachable:
-                raise StackError(
-                    f"postgres: the account {POSTGRES_USER!r} cannot reach {folder}: give its "
-                    "parent folders execute permission for others (chmod o+x) or put the stack "
-                    "elsewhere (--dir or MNIST_AE_STACK_DIR)"
-                )
+            os.chown(cluster, account.pw_uid, account.pw_gid)
         if (self.data_dir(layout) / "PG_VERSION").is_file():
             return
-        password_file = folder / "initdb.pw"
-        write_private(password_file, layout.secrets().postgres_admin_password + "\n")
-        if os.geteuid() == 0:
+        # initdb reads the admin password from a file only its account can read, then it goes
+        password_file = cluster / "initdb.pw"
+        descriptor = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(layout.secrets().postgres_admin_password + "\n")
+        if _as_root():
             os.chown(password_file, pwd.getpwnam(POSTGRES_USER).pw_uid, -1)
+        initdb = str(self.programs(layout) / "initdb")
         try:
             self._run(
                 [
-                    str(postgres_bin() / "initdb"),
-                    "-D",
-                    str(self.data_dir(layout)),
-                    "-U",
-                    "admin",
-                    f"--pwfile={password_file}",
-                    "-A",
-                    "scram-sha-256",
-                    "-E",
-                    "UTF8",
-                    "--no-locale",
+                    *(initdb, "-D", str(self.data_dir(layout)), "-U", "admin"),
+                    *(f"--pwfile={password_file}", "-A", "scram-sha-256"),
+                    *("-E", "UTF8", "--no-locale"),
                 ],
                 "initdb",
             )
@@ -108,25 +133,33 @@ class PostgreSQL(Service):
         port = layout.ports()["postgres"]
         # TCP on loopback only; no Unix socket (its path could be too long, and is not needed).
         options = f"-c listen_addresses={LOOPBACK} -c port={port} -c unix_socket_directories="
-        self._run(
-            [
-                str(postgres_bin() / "pg_ctl"),
-                "start",
-                "-w",
-                "-t",
-                "30",
-                "-D",
-                str(self.data_dir(layout)),
-                "-l",
-                str(layout.log(self.name)),
-                "-o",
-                options,
-            ],
-            "pg_ctl start",
-        )
-        pid = int((self.data_dir(layout) / "postmaster.pid").read_text().split()[0])
-        self._create_database(layout)
-        return Started.of(pid)
+        pg_ctl = str(self.programs(layout) / "pg_ctl")
+        try:
+            self._run(
+                [
+                    *(pg_ctl, "start", "-w", "-t", "30", "-D", str(self.data_dir(layout))),
+                    *("-l", str(self.log(layout)), "-o", options),
+                ],
+                "pg_ctl start",
+            )
+            return Started.of(self._postmaster(layout))
+        except BaseException:
+            self._stop_postmaster(layout)  # a start that timed out may have left it running
+            raise
+
+    def _postmaster(self, layout: Layout) -> int:
+        return int((self.data_dir(layout) / "postmaster.pid").read_text().split()[0])
+
+    def _stop_postmaster(self, layout: Layout) -> None:
+        """Stop the postmaster of this cluster, whoever started it (nothing if none runs)."""
+        try:
+            pid = self._postmaster(layout)
+            process = psutil.Process(pid)
+            if not any(str(self.data_dir(layout)) in part for part in process.cmdline()):
+                return  # a stale pid file: the number belongs to another program now
+            Started.of(pid).stop(self.stop_signal, self.stop_grace)
+        except (OSError, ValueError, IndexError, psutil.Error):
+            return
 
     def _connect(self, layout: Layout, user: str, password: str, database: str):
         import psycopg2
@@ -140,12 +173,20 @@ class PostgreSQL(Service):
             connect_timeout=5,
         )
 
-    def _create_database(self, layout: Layout) -> None:
-        """The `mlflow` role and database (once): MLflow's server connects as that role."""
+    def configure(self, layout: Layout) -> None:
+        """The `mlflow` role and its two databases (once): MLflow's server connects as it."""
         from psycopg2 import sql
 
         secrets_ = layout.secrets()
-        connection = self._connect(layout, "admin", secrets_.postgres_admin_password, "postgres")
+        try:
+            connection = self._connect(
+                layout, "admin", secrets_.postgres_admin_password, "postgres"
+            )
+        except Exception as error:
+            raise StackError(
+                f"postgres: cannot log in as its administrator ({str(error).strip()}); is "
+                f"{layout.secrets_file} the one this cluster was made with?"
+            ) from None
         connection.autocommit = True
         try:
             with connection.cursor() as cursor:
@@ -157,27 +198,28 @@ class PostgreSQL(Service):
                         ),
                         (secrets_.postgres_mlflow_password,),
                     )
-                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,))
-                if cursor.fetchone() is None:
-                    cursor.execute(
-                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(DATABASE), sql.Identifier(DATABASE)
+                for database in (DATABASE, AUTH_DATABASE):
+                    cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+                    if cursor.fetchone() is None:
+                        cursor.execute(
+                            sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                                sql.Identifier(database), sql.Identifier(DATABASE)
+                            )
                         )
-                    )
         finally:
             connection.close()
 
     def ready(self, layout: Layout) -> bool:
         try:
             secrets_ = layout.secrets()
-            self._connect(layout, DATABASE, secrets_.postgres_mlflow_password, DATABASE).close()
-        except Exception:
-            return False
+            self._connect(layout, "admin", secrets_.postgres_admin_password, "postgres").close()
+        except Exception as error:
+            return "password authentication failed" in str(error)  # it answers: configure says
         return True
 
-    def backend_uri(self, layout: Layout) -> str:
+    def database_uri(self, layout: Layout, database: str = DATABASE) -> str:
         """psycopg2, the driver of MLflow's own compose file and CI (SQLAlchemy 2.1 would pick
         psycopg 3 for a bare postgresql://)."""
         password = layout.secrets().postgres_mlflow_password
         port = layout.ports()["postgres"]
-        return f"postgresql+psycopg2://{DATABASE}:{password}@{LOOPBACK}:{port}/{DATABASE}"
+        return f"postgresql+psycopg2://{DATABASE}:{password}@{LOOPBACK}:{port}/{database}"

@@ -69,22 +69,16 @@ def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.2) -
         time.sleep(interval)
 
 
-def port_is_free(port: int) -> bool:
-    """Whether a server could listen on the port now. Like the servers, the probe allows the
-    TIME_WAIT connections a stopped server leaves behind (SO_REUSEADDR)."""
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a server could listen on the port of `host` now. Like the servers, the probe
+    allows the TIME_WAIT connections a stopped server leaves behind (SO_REUSEADDR)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((LOOPBACK, port))
+            probe.bind((host, port))
         except OSError:
             return False
     return True
-
-
-def port_answers(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        return probe.connect_ex((LOOPBACK, port)) == 0
 
 
 def log_tail(path: Path, lines: int = 8) -> str:

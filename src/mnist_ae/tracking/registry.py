@@ -1,23 +1,41 @@
 """The model registry: each training's model as a new version, tagged with what it is and whether
-the train stage's outputs exist for it ("pending" until they are published, then "complete")."""
+the train stage's outputs exist for it ("pending" until they are published, then "complete").
+
+No tag alone can choose what runs on a user's machine: the training records the SHA-256 of the
+files it registered (`model_sha256`, on its run), and every place that loads a version (the
+champion rule, denoise, serve) downloads it, compares, and refuses a mismatch before loading.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import torch
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from mnist_ae.plumbing.digests import sha256_tree
+from mnist_ae.plumbing.errors import PipelineError
+
 OUTPUTS_TAG = "outputs"  # "pending" from registration until train's outputs are published
 COMPLETE = "complete"
 WEIGHTS_TAG = "weights_sha256"  # of the trained weights: on the training's run and its version
+MODEL_TAG = "model_sha256"  # of the registered model's files: on the training's run, its version
+# written by MLflow into each download (the name and version it was fetched as), not stored
+_DOWNLOAD_NOTE = ("registered_model_meta",)
+
+
+class ModelFilesError(PipelineError, ValueError):
+    """A registered version's files are not the ones its training recorded."""
 
 
 @dataclass(frozen=True)
@@ -25,9 +43,7 @@ class RegisteredModel:
     model_uri: str
     name: str
     version: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"model_uri": self.model_uri, "registered_model": self.name, "version": self.version}
+    model_sha256: str
 
 
 def log_and_register_model(
@@ -47,9 +63,14 @@ def log_and_register_model(
         # A torch.export model needs only torch to run; inferring this costs ~10 s.
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )
-    version_tags = {key: str(value) for key, value in tags.items()} | {OUTPUTS_TAG: "pending"}
+    with tempfile.TemporaryDirectory(prefix="logged-model-") as copy:
+        local = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=copy)
+        digest = sha256_tree(local, _DOWNLOAD_NOTE)
+    mlflow.set_tag(MODEL_TAG, digest)  # on the training's run: what the version must hold
+    version_tags = {key: str(value) for key, value in tags.items()}
+    version_tags |= {OUTPUTS_TAG: "pending", MODEL_TAG: digest}
     version = mlflow.register_model(info.model_uri, registered_name, tags=version_tags)
-    return RegisteredModel(info.model_uri, registered_name, str(version.version))
+    return RegisteredModel(info.model_uri, registered_name, str(version.version), digest)
 
 
 def tag_version(name: str, version: str, tags: Mapping[str, Any]) -> None:
@@ -83,3 +104,41 @@ def discard_incomplete_versions(name: str, run_id: str) -> list[str]:
             delete_version(name, str(version.version))
             discarded.append(str(version.version))
     return discarded
+
+
+def verified_copy(name: str, reference: str, into: Path) -> tuple[ModelVersion, Path]:
+    """Download version `reference` of `name` (a number, or `@alias`) into `into` and check
+    its files against the digest its training recorded on its run; return the version and the
+    local copy to load. A mismatch, or a version with no recorded digest, is refused."""
+    client = MlflowClient()
+    if reference.startswith("@"):
+        version = client.get_model_version_by_alias(name, reference[1:])
+    else:
+        version = client.get_model_version(name, reference)
+    label = f"{name} version {version.version}"
+    expected = client.get_run(version.run_id).data.tags.get(MODEL_TAG) if version.run_id else None
+    if not expected:
+        raise ModelFilesError(
+            f"{label}: its training recorded no SHA-256 of its files ({MODEL_TAG}); refused: "
+            "retrain it with this code (dvc repro --force train)"
+        )
+    local = Path(
+        mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}", dst_path=str(into))
+    )
+    actual = sha256_tree(local, _DOWNLOAD_NOTE)
+    if actual != expected:
+        raise ModelFilesError(
+            f"{label}: its model files have SHA-256 {actual[:16]}..., not the {expected[:16]}... "
+            f"its training recorded (run {version.run_id}): changed after registration; refused"
+        )
+    return version, local
+
+
+def verify(name: str, version: str) -> str | None:
+    """Why version `version` of `name` must not be loaded, or None when its files check out."""
+    with tempfile.TemporaryDirectory(prefix="verify-model-") as copy:
+        try:
+            verified_copy(name, version, Path(copy))
+        except ModelFilesError as refused:
+            return str(refused)
+    return None

@@ -1,5 +1,6 @@
 """The train stage's record of its training, `run.json` beside model.pt: the MLflow run, the
-registered version, the weights' SHA-256 and the key of its training checkpoint. Later stages
+registered version, the SHA-256 of the weights and of the registered files, and the key of its
+training checkpoint. Later stages
 read it before any work; a missing or broken record is named with the way to recover."""
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ class RunRecord:
     registered_model: str
     version: str
     model_uri: str
-    weights_sha256: str
+    weights_sha256: str  # of model.pt's weights
+    model_sha256: str  # of the registered model's files, as MLflow stores them
     checkpoint_key: str
 
     def write(self, path: Path) -> None:

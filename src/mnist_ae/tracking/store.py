@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -39,10 +40,18 @@ def is_server(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
 
 
+def _tls_context() -> ssl.SSLContext | None:
+    """What MLflow's client trusts for an https server: MLFLOW_TRACKING_SERVER_CERT_PATH when
+    set (a team stack's own authority), else the system's store."""
+    authority = os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH")
+    return ssl.create_default_context(cafile=authority) if authority else None
+
+
 def problem_reaching(uri: str, timeout: float = 5.0) -> str | None:
     """Why a tracking server does not answer /health now, or None when it does."""
+    url = uri.rstrip("/") + "/health"
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as answer:
+        with urllib.request.urlopen(url, timeout=timeout, context=_tls_context()) as answer:
             return None if answer.status == 200 else f"HTTP {answer.status}"
     except urllib.error.HTTPError as error:
         return f"HTTP {error.code}"

@@ -1,0 +1,114 @@
+"""TLS for a stack on a network address: a small certificate authority of the stack's own, and a
+server certificate it signs for the address clients use (or the user's own certificate and key).
+Clients trust the authority's certificate alone (`ca.pem`), never the system's store."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from mnist_ae.plumbing.outputs import write_private
+
+_CA_YEARS, _SERVER_DAYS = 10, 825  # 825 days: the longest some TLS clients accept
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """The files a TLS server and its clients need."""
+
+    certificate: Path  # the server's certificate (then the chain, if any)
+    key: Path  # its private key, readable by the stack's owner only
+    ca: Path  # what clients trust
+
+    def exist(self) -> bool:
+        return all(path.is_file() for path in (self.certificate, self.key, self.ca))
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def subject_alternative_name(host: str) -> x509.GeneralName:
+    """An IP address or a DNS name, as clients will compare it with the address they dial."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _builder(subject: x509.Name, issuer: x509.Name, key, days: int) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+    )
+
+
+def _write(path: Path, certificate: x509.Certificate) -> None:
+    write_private(path, certificate.public_bytes(serialization.Encoding.PEM).decode())
+
+
+def make_authority(folder: Path, names: list[str], client_too: bool = False) -> ServerTLS:
+    """A new authority in `folder` (ca.pem, ca.key) and a certificate it signs (server.pem,
+    server.key) for the addresses and names `names`; `client_too`: the certificate also proves
+    a client (mutual TLS between a server's own components). Keys are 0600."""
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name(f"mnist-ae stack CA ({folder.name})")
+    ca = (
+        _builder(ca_name, ca_name, ca_key, 365 * _CA_YEARS)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )  # key_cert_sign, crl_sign
+        .sign(ca_key, hashes.SHA256())
+    )
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] * client_too)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server = (
+        _builder(_name(names[0]), ca_name, server_key, _SERVER_DAYS)
+        .add_extension(
+            x509.SubjectAlternativeName([subject_alternative_name(n) for n in names]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    tls = ServerTLS(folder / "server.pem", folder / "server.key", folder / "ca.pem")
+    write_private(folder / "ca.key", _pem_key(ca_key).decode())
+    write_private(tls.key, _pem_key(server_key).decode())
+    _write(tls.certificate, server)
+    _write(tls.ca, ca)
+    return tls
+
+
+def names_in(certificate: Path) -> list[str]:
+    """The addresses and names a certificate is valid for (its subject alternative names)."""
+    loaded = x509.load_pem_x509_certificate(certificate.read_bytes())
+    try:
+        names = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(value) for value in names.get_values_for_type(x509.IPAddress)] + list(
+        names.get_values_for_type(x509.DNSName)
+    )

