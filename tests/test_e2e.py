@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -22,14 +23,14 @@ import numpy as np
 import psutil
 import pytest
 import yaml
-from helpers import BIN, REPO, clean_env, copy_checkout, free_port_base, run
+from helpers import BIN, REPO, clean_env, copy_checkout, free_port_base, run, stage_command
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from mnist_ae.data.idx import IDX_FILES, read_idx
-from mnist_ae.data.pixels import to_unit
+from mnist_ae.data.pixels import per_image_mse, psnr, to_unit
 from mnist_ae.data.sources import MNIST_DIGESTS
-from mnist_ae.data.splits import load_split
+from mnist_ae.data.splits import Split, load_split, save_split
 from mnist_ae.plumbing.digests import sha256_array
 from mnist_ae.stack.layout import MLFLOW_BUCKET
 from mnist_ae.tracking.run_record import read_run_record
@@ -405,20 +406,116 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_people_denoise_their_own_pictures_with_the_champion(pipeline, env, tmp_path):
-    noisy = load_split(pipeline / "data" / "noisy" / "test.npz").images[:2]
-    photo = Image.fromarray(255 - noisy[0]).resize((150, 150))  # dark ink on white, 150 px
-    photo.convert("RGB").save(tmp_path / "photo.jpg")
-    Image.fromarray(noisy[1]).resize((90, 60)).save(tmp_path / "scan.png")
-    (tmp_path / "notes.txt").write_text("not a picture")
-    pictures = [str(tmp_path / name) for name in ("photo.jpg", "notes.txt", "scan.png")]
-    denoise = [str(BIN / "python"), "-m", "mnist_ae.denoise", *pictures]
-    result = run([*denoise, "--out", str(tmp_path / "out")], pipeline, env, ok=False)
-    assert result.returncode == 1
-    assert f"error: {tmp_path / 'notes.txt'}: not a picture this command can read" in result.stderr
-    for name in ("photo", "scan"):
-        with Image.open(tmp_path / "out" / f"{name}.png") as shown:
-            assert shown.size == (57 * 8, 28 * 8)  # input | gap | denoised, 8x
-            pixels = np.asarray(shown.convert("L"), dtype=np.float32)[::8, ::8] / 255
-        converted, denoised = pixels[:, :28], pixels[:, 29:]
-        assert converted.mean() < 0.5 and denoised.mean() < 0.5  # light ink on black, MNIST-like
+def png_bomb(path: Path) -> None:
+    """A PNG header declaring 30,000 x 30,000 pixels: a decompression bomb's first bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 30_000, 30_000, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+def denoised_psnr(folder: Path, names: list[str], clean: np.ndarray) -> float:
+    outputs = np.stack([np.asarray(Image.open(folder / name)) for name in names])
+    return float(psnr(per_image_mse(to_unit(outputs), to_unit(clean))).mean())
+
+
+@pytest.fixture(scope="module")
+def evaluated_subset(pipeline, env, tmp_path_factory) -> tuple[np.ndarray, np.ndarray, float]:
+    """The first 200 test digits, and the evaluate stage's own denoising PSNR for exactly
+    them: the real stage, run on a copy of the pipeline whose test split is those digits."""
+    root = tmp_path_factory.mktemp("subset") / "repo"
+    (root / "data" / "processed").mkdir(parents=True)
+    (root / "data" / "noisy").mkdir(parents=True)
+    shutil.copytree(pipeline / "models", root / "models")
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(pipeline / name, root / name)
+    splits = {}
+    for folder in ("processed", "noisy"):
+        split = load_split(pipeline / "data" / folder / "test.npz")
+        splits[folder] = Split(split.images[:200], split.labels[:200])
+        save_split(root / "data" / folder / "test.npz", splits[folder])
+    done = run(stage_command("evaluate"), root, env)
+    metrics = json.loads((root / "reports" / "evaluate" / "metrics.json").read_text())
+    assert "denoising" in metrics, done.stdout
+    return splits["processed"].images, splits["noisy"].images, metrics["denoising"]["psnr"]
+
+
+def test_your_own_pictures_are_denoised_as_well_as_the_test_set(
+    pipeline, env, evaluated_subset, tmp_path
+):
+    """The same digits as picture files: noisy 28 x 28 PNGs within 0.3 dB of evaluate's figure,
+    drawn 4x larger in dark ink on light paper with mild noise within 2 dB, clean ones better."""
+    clean, noisy, evaluated = evaluated_subset
+    rng = np.random.default_rng(0)
+    folders = {kind: tmp_path / kind for kind in ("noisy", "paper", "clean")}
+    for folder in folders.values():
+        folder.mkdir()
+    names = [f"{i:03d}.png" for i in range(len(clean))]
+    for name, dirty, digit in zip(names, noisy, clean, strict=True):
+        Image.fromarray(dirty).save(folders["noisy"] / name)
+        Image.fromarray(digit).save(folders["clean"] / name)
+        big = np.asarray(Image.fromarray(digit).resize((112, 112), Image.Resampling.BICUBIC))
+        paper = 1 - big / 255 + 0.05 * rng.standard_normal(big.shape)  # dark ink, mild noise
+        Image.fromarray((np.clip(paper, 0, 1) * 255).round().astype(np.uint8)).save(
+            folders["paper"] / name
+        )
+    scores = {}
+    for kind, folder in folders.items():
+        out = tmp_path / f"out-{kind}"
+        done = run([str(BIN / "python"), "-m", "mnist_ae.denoise", str(folder), "--out", str(out)],
+                   pipeline, env)  # fmt: skip
+        assert f"model {MODEL} version " in done.stdout and "(@champion), test denoising PSNR" in (
+            done.stdout
+        )
+        assert (out / "contact-sheet.png").stat().st_size > 0
+        scores[kind] = denoised_psnr(out, names, clean)
+    print(f"evaluate {evaluated:.3f} dB; the command: " + ", ".join(
+        f"{k} {v:.3f} dB" for k, v in scores.items()))  # fmt: skip
+    assert abs(scores["noisy"] - evaluated) <= 0.3
+    assert scores["paper"] >= evaluated - 2
+    assert scores["clean"] >= evaluated
+
+
+def test_pictures_it_cannot_take_are_named_and_the_others_still_denoised(pipeline, env, tmp_path):
+    digit = load_split(pipeline / "data" / "processed" / "test.npz").images[0]
+    good = tmp_path / "pictures"
+    good.mkdir()
+    Image.fromarray(255 - digit).resize((90, 90)).convert("RGB").save(good / "7.jpg")
+    Image.fromarray(digit).save(good / "seven.png")
+    Image.fromarray(digit).save(tmp_path / "7.png")  # the same name as the JPEG's: kept apart
+    bad = {
+        "notes.png": lambda p: p.write_text("not a picture"),
+        "empty.jpg": lambda p: p.write_bytes(b""),
+        "bomb.png": png_bomb,
+        "blank.png": lambda p: Image.new("L", (64, 64), 255).save(p),
+        "drawing.eps": lambda p: p.write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n"),
+        "moving.gif": lambda p: Image.fromarray(digit).save(p, format="GIF"),
+    }
+    for name, make in bad.items():
+        make(tmp_path / name)
+    inputs = [str(good), str(tmp_path / "7.png"), *(str(tmp_path / name) for name in bad)]
+    denoise = [str(BIN / "python"), "-m", "mnist_ae.denoise", *inputs]
+    done = run([*denoise, "--out", str(tmp_path / "out")], pipeline, env, ok=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == len(bad), done.stderr  # one line each
+    why = {line.split(": ")[1].rsplit("/", 1)[-1]: line for line in lines}
+    assert "not a PNG or JPEG picture" in why["notes.png"]
+    assert "an empty file" in why["empty.jpg"]
+    assert "a decompression bomb" in why["bomb.png"]
+    assert "no ink found" in why["blank.png"]
+    assert "not a PNG or JPEG picture" in why["drawing.eps"]
+    assert "not a PNG or JPEG picture" in why["moving.gif"]
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["7-2.png", "7.png", "contact-sheet.png", "seven.png"]
+    for name in ("7.png", "7-2.png", "seven.png"):
+        with Image.open(tmp_path / "out" / name) as result:
+            pixels = np.asarray(result, dtype=np.float32) / 255
+        assert result.size == (28, 28) and pixels.max() > 0.8  # white ink
+        border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+        assert border.mean() < 0.1 and pixels.mean() < 0.35  # on black, MNIST-like

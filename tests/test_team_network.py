@@ -172,6 +172,15 @@ ACTIONS = textwrap.dedent("""
     run_id, name = sys.argv[1:3]
     client, outcomes = MlflowClient(), {}
 
+    def open_the_ui():
+        import base64, os, ssl, urllib.request
+        login = f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ['MLFLOW_TRACKING_PASSWORD']}"
+        headers = {"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+        page = urllib.request.Request(os.environ["MLFLOW_TRACKING_URI"] + "/", headers=headers)
+        context = ssl.create_default_context(cafile=os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"])
+        with urllib.request.urlopen(page, timeout=30, context=context) as answer:
+            assert answer.status == 200 and b"<html" in answer.read(2000).lower()
+
     def attempt(what, action):
         try:
             action()
@@ -181,6 +190,7 @@ ACTIONS = textwrap.dedent("""
             outcomes[what] = next((c for c in ("401", "403") if c in text), text[:200])
 
     experiment = client.get_run(run_id).info.experiment_id if "--no-login" not in sys.argv else "1"
+    attempt("open the UI", open_the_ui)
     attempt("search runs", lambda: client.search_runs([experiment]))
     attempt("download artifacts", lambda: client.download_artifacts(
         run_id, "train/losses.csv", tempfile.mkdtemp()))
@@ -234,16 +244,20 @@ def test_a_reader_reads_and_pulls_and_can_change_nothing(trained, network, team,
     writer_repo, origin, _ = trained
     repo = tmp_path / "reader"
     run(["git", "clone", "-q", str(origin), str(repo)], tmp_path)
-    reader = client(network, team, "rita", repo)
+    client(network, team, "rita", repo)  # on the server host; then the folder goes to the laptop
+    folder = shutil.copytree(team.clients("rita"), tmp_path / "rita-files")
+    printed = run(network.on("laptop", [sys.executable, "-m", "mnist_ae.stack", "env",
+                                        "--client", str(folder)]), repo)  # fmt: skip
+    assert str(folder / "ca.pem") in printed.stdout and str(team.root) not in printed.stdout
+    reader = shell_env(printed.stdout)
     pulled = run(network.on("laptop", [str(BIN / "dvc"), "pull"]), repo, reader, ok=False)
     assert pulled.returncode == 0, pulled.stderr
     assert (repo / "models" / "model.pt").read_bytes() == (
         writer_repo / "models" / "model.pt"
     ).read_bytes()
     outcomes = actions(network, reader, the_run_id(repo))
-    assert {k: outcomes[k] for k in ("search runs", "download artifacts", "read the champion")} == {
-        "search runs": "ok", "download artifacts": "ok", "read the champion": "ok",
-    }  # fmt: skip
+    readable = ("open the UI", "search runs", "download artifacts", "read the champion")
+    assert {k: outcomes[k] for k in readable} == dict.fromkeys(readable, "ok")
     for refused in ("create a run", "register a version", "set a tag", "set a version tag",
                     "move @champion", "create an experiment"):  # fmt: skip
         assert outcomes[refused] == "403", (refused, outcomes[refused])

@@ -1,14 +1,17 @@
 """Denoise your own pictures of digits with the registry's champion.
 
-    python -m mnist_ae.denoise photo.png scan.jpg --out denoised/
+    python -m mnist_ae.denoise pictures/ photo.jpg --out denoised/
 
-Each picture (PNG or JPEG, any size, dark ink on light paper or light on dark) is converted the
-way MNIST was made: grayscale, inverted when the background is light, the ink's bounding box
-fitted into 20x20 pixels, then placed in a 28x28 image with its centre of mass in the middle.
-The champion (`models:/<registered model>@champion`) is loaded from the configured store:
-MLFLOW_TRACKING_URI, else this repository's mlflow.db. Each result is written to --out as a PNG
-showing the converted input beside its denoised version. An unreadable file is reported and the
-others are still processed; the exit status is then 1.
+Takes PNG and JPEG files, and every PNG and JPEG in a folder given. Each picture becomes the
+denoiser's input the way MNIST drew its digits (mnist_ae.data.pictures says how, and where that
+fails): a 28 x 28 picture as it is, a larger one converted; --fit or --as-is forces either. The
+champion (`models:/<registered model>@champion` from MLFLOW_TRACKING_URI, else this repository's
+mlflow.db; its files checked against the SHA-256 its training recorded) denoises them all. OUT
+gets one 28 x 28 PNG per picture, white ink on black, named after it (never overwriting
+another's), and contact-sheet.png: each picture (the first 64), its conversion and the denoised
+digit side by side. A file it cannot take (not a PNG or JPEG, empty, too many pixels, a
+decompression bomb, no ink) is named in one line; the others are still denoised, and the exit
+status is then 1.
 """
 
 from __future__ import annotations
@@ -16,104 +19,164 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, UnidentifiedImageError
 
+from mnist_ae.analysis import figures
+from mnist_ae.data.pictures import NoInkError, as_mnist, grayscale
+from mnist_ae.data.pixels import to_uint8
+from mnist_ae.plumbing.cli import run_stage
+from mnist_ae.plumbing.outputs import publish_files
 from mnist_ae.plumbing.params import load_params
 from mnist_ae.plumbing.repo import repo_root
 
-BOX, SIDE = 20, 28  # MNIST: the digit fits a 20x20 box centred by mass in 28x28
-INK = 0.2  # pixels darker than this share of the brightest are paper, not ink
-SHOWN_SCALE = 8  # each 28x28 panel is drawn 224 pixels wide
+PICTURES = {".png", ".jpg", ".jpeg"}
+MAX_PIXELS = 25_000_000  # 5,000 x 5,000: a photo of a digit needs far fewer
+SHEET = "contact-sheet.png"
+SHEET_PICTURES = 64  # the sheet shows the first ones: a page to look at, not a catalogue
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow refuses what declares twice as many at open
 
 
-def to_mnist(image: Image.Image) -> np.ndarray:
-    """A picture of one digit as MNIST draws it: float32 28x28 in [0, 1], white ink on black."""
-    pixels = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    if border.mean() > 0.5:  # dark ink on light paper: MNIST's ink is light
-        pixels = 1.0 - pixels
-    pixels = pixels - np.median(border if border.mean() <= 0.5 else 1.0 - border)
-    pixels = np.clip(pixels / max(float(pixels.max()), 1e-6), 0.0, 1.0)
-    rows, cols = np.nonzero(pixels > INK)
-    if len(rows) == 0:
-        return np.zeros((SIDE, SIDE), np.float32)
-    ink = pixels[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    scale = BOX / max(ink.shape)
-    size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
-    fitted = (
-        np.asarray(
-            Image.fromarray((ink * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS),
-            dtype=np.float32,
-        )
-        / 255.0
-    )
-    mass = fitted.sum()
-    centre_row = (fitted.sum(axis=1) * np.arange(fitted.shape[0])).sum() / mass
-    centre_col = (fitted.sum(axis=0) * np.arange(fitted.shape[1])).sum() / mass
-    top = int(np.clip(round(SIDE / 2 - 0.5 - centre_row), 0, SIDE - fitted.shape[0]))
-    left = int(np.clip(round(SIDE / 2 - 0.5 - centre_col), 0, SIDE - fitted.shape[1]))
-    digit = np.zeros((SIDE, SIDE), np.float32)
-    digit[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
-    return digit
+class Refused(ValueError):
+    """A file this command does not take; the message says why, in a few words."""
 
 
-def side_by_side(converted: np.ndarray, denoised: np.ndarray) -> Image.Image:
-    """The converted input beside the champion's output, enlarged, with a thin gap."""
-    gap = np.full((SIDE, 1), 0.5, np.float32)
-    strip = np.concatenate([converted, gap, denoised], axis=1)
-    image = Image.fromarray((np.clip(strip, 0, 1) * 255).round().astype(np.uint8))
-    return image.resize((image.width * SHOWN_SCALE, SIDE * SHOWN_SCALE), Image.Resampling.NEAREST)
+@dataclass
+class Picture:
+    path: Path
+    pixels: np.ndarray  # as the person drew it, grayscale in [0, 1]
+    converted: np.ndarray  # the denoiser's input, 28 x 28
+
+
+def pictures_in(inputs: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The files to try, in order (a folder's PNG and JPEG files by name), and the inputs
+    refused outright."""
+    files, refused = [], []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in PICTURES)
+            files += found
+            if not found:
+                refused.append((path, "a folder with no PNG or JPEG picture in it"))
+        elif path.is_file():
+            files.append(path)
+        else:
+            refused.append((path, "no such file or folder"))
+    return files, refused
+
+
+def read(path: Path, fit: bool | None) -> Picture:
+    """Open a PNG or JPEG (no other format: Pillow would hand EPS to Ghostscript), refuse
+    what is empty, too large or a decompression bomb, and convert it."""
+    if path.stat().st_size == 0:
+        raise Refused("an empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=["PNG", "JPEG"]) as image:
+                width, height = image.size
+                if width * height > MAX_PIXELS:
+                    raise Refused(f"{width} x {height} pixels, over the limit of {MAX_PIXELS:,}")
+                image.load()
+                pixels = grayscale(image)
+                converted = as_mnist(image, fit)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise Refused(f"a decompression bomb (it declares over {MAX_PIXELS:,} pixels)") from None
+    except UnidentifiedImageError:
+        raise Refused("not a PNG or JPEG picture") from None
+    except NoInkError as error:
+        raise Refused(str(error)) from None
+    except (OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, Refused):
+            raise
+        raise Refused(f"a damaged picture ({error})") from None
+    return Picture(path, pixels, converted)
+
+
+def output_names(pictures: list[Picture]) -> list[str]:
+    """`<name>.png` for each picture; a name already given gets -2, -3, ..."""
+    taken, names = {SHEET}, []
+    for picture in pictures:
+        stem, number = picture.path.stem, 1
+        name = f"{stem}.png"
+        while name in taken:
+            number += 1
+            name = f"{stem}-{number}.png"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def champion(params, into: Path):
+    """The champion as a pyfunc, loaded from a checked copy, and a line saying which it is."""
+    import mlflow
+
+    from mnist_ae.tracking import registry, store
+
+    store.connect(params.mlflow.experiment, repo_root())
+    name = params.mlflow.registered_model
+    version, local = registry.verified_copy(name, "@champion", into)
+    score = version.tags.get("test_denoising_psnr")
+    quality = f"test denoising PSNR {float(score):.3f} dB" if score else "no test PSNR recorded"
+    about = f"model {name} version {version.version} (@champion), {quality}"
+    return mlflow.pyfunc.load_model(str(local)), about
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mnist_ae.denoise", description=__doc__.split("\n")[0]
     )
-    parser.add_argument(
-        "inputs", nargs="+", type=Path, help="PNG or JPEG pictures of one digit each"
-    )
+    parser.add_argument("inputs", nargs="+", type=Path, help="PNG or JPEG files, or folders")
     parser.add_argument("--out", type=Path, required=True, help="folder for the results")
-    parser.add_argument(
-        "--params",
-        type=Path,
-        default=None,
-        help="params.yaml naming the registered model (default: the repository's)",
+    framing = parser.add_mutually_exclusive_group()
+    framing.add_argument(
+        "--fit", dest="fit", action="store_true", default=None, help="convert every picture"
     )
+    framing.add_argument(
+        "--as-is", dest="fit", action="store_false", help="take 28 x 28 pictures as they are"
+    )
+    parser.add_argument("--params", type=Path, help="params.yaml (default: the repository's)")
     args = parser.parse_args(argv)
     params = load_params(args.params or repo_root() / "params.yaml")
 
-    digits, names, failed = [], [], 0
-    for path in args.inputs:
+    files, refused = pictures_in(args.inputs)
+    pictures = []
+    for path in files:
         try:
-            with Image.open(path) as image:
-                digits.append(to_mnist(image))
-            names.append(path)
-        except (OSError, UnidentifiedImageError, ValueError) as error:
-            print(f"error: {path}: not a picture this command can read ({error})", file=sys.stderr)
-            failed += 1
-    if digits:
-        import mlflow
-
-        from mnist_ae.tracking import registry, store
-
-        store.connect(params.mlflow.experiment, repo_root())
+            pictures.append(read(path, args.fit))
+        except Refused as why:
+            refused.append((path, str(why)))
+    for path, why in refused:
+        print(f"error: {path}: {why}", file=sys.stderr)
+    if pictures:
         with tempfile.TemporaryDirectory(prefix="champion-") as copy:
-            name = params.mlflow.registered_model
-            _, local = registry.verified_copy(name, "@champion", Path(copy))
-            model = mlflow.pyfunc.load_model(str(local))
-            denoised = model.predict(np.stack(digits)[:, None].astype(np.float32))[:, 0]
-        args.out.mkdir(parents=True, exist_ok=True)
-        for path, converted, result in zip(names, digits, denoised, strict=True):
-            target = args.out / f"{path.stem}.png"
-            side_by_side(converted, result).save(target)
-            print(f"{path} -> {target}")
-    return 1 if failed else 0
+            model, about = champion(params, Path(copy))
+            inputs = np.stack([p.converted for p in pictures])[:, None].astype(np.float32)
+            denoised = np.asarray(model.predict(inputs))[:, 0]
+        print(about)
+        names = output_names(pictures)
+        with publish_files(args.out) as staging:
+            for name, digit in zip(names, denoised, strict=True):
+                Image.fromarray(to_uint8(torch.from_numpy(digit)).numpy()).save(staging / name)
+            shown = list(zip(pictures, denoised, strict=True))[:SHEET_PICTURES]
+            figures.contact_sheet(
+                [(p.path.name, p.pixels, p.converted, d) for p, d in shown], staging / SHEET
+            )
+        for picture, name in zip(pictures, names, strict=True):
+            print(f"{picture.path} -> {args.out / name}")
+        shown = (
+            f"the first {SHEET_PICTURES} of {len(pictures)}"
+            if len(pictures) > SHEET_PICTURES
+            else "all"
+        )
+        print(f"contact sheet ({shown}): {args.out / SHEET}")
+    return 1 if refused else 0
 
 
 if __name__ == "__main__":
-    from mnist_ae.plumbing.cli import run_stage
-
     run_stage(lambda: sys.exit(main()))

@@ -184,3 +184,28 @@ def code_size_sweep(rows: Sequence[dict[str, float]], path: str | Path) -> None:
             label=f"autoencoder, {source} input",
         )
     _finish_code_size_chart(fig, axis, path)
+
+
+def contact_sheet(
+    rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    path: str | Path,
+    per_line: int = 4,
+) -> None:
+    """For each (name, picture, denoiser's input, denoised): the three images side by side, the
+    file's name above the picture, `per_line` pictures to a line."""
+    lines = -(-len(rows) // per_line)
+    columns = 3 * min(len(rows), per_line)
+    fig, axes = plt.subplots(
+        lines, columns, figsize=(1.1 * columns, 1.35 * lines + 0.2), squeeze=False
+    )
+    for axis in axes.flat:
+        axis.axis("off")
+    for index, (name, *images) in enumerate(rows):
+        line, slot = divmod(index, per_line)
+        titles = (name if len(name) <= 16 else name[:15] + "…", "input", "denoised")
+        for offset, (image, title) in enumerate(zip(images, titles, strict=True)):
+            axis = axes[line, 3 * slot + offset]
+            axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+            axis.set_title(title, fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)

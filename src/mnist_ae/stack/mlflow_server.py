@@ -29,6 +29,7 @@ from mnist_ae.stack.service import Service
 
 ADMIN = "admin"
 WORKSPACE = "default"
+AUTH_CACHE_SECONDS = 60
 # (resource type, pattern, permission) each role grants, on every experiment and model
 GRANTS = {
     "reader": [("experiment", "*", "READ"), ("registered_model", "*", "READ")],
@@ -127,7 +128,11 @@ class MlflowServer(Service):
             f"admin_username = {ADMIN}\n"
             f"admin_password = {admin_password}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
-            "grant_default_workspace_access = false\n",
+            "grant_default_workspace_access = false\n"
+            # A password check (PBKDF2) costs about 0.5 s of a worker: a login's check is kept
+            # for a minute, so a removed user keeps access to a worker that checked it for as
+            # long (MLflow's own note on this setting).
+            f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n",
         )
         return str(path)
 
