@@ -2,7 +2,8 @@
 """Set up and run the project with nothing but python3.
 
     python3 dev.py repro [dvc repro options]   # the whole pipeline
-    python3 dev.py test  [pytest options]      # the test suite
+    python3 dev.py test  [pytest options]      # the test suite (about 6 minutes on 2 cores)
+    python3 dev.py test --quick                # what needs no server, pipeline or training
     python3 dev.py ui                          # mlflow ui on this repository's store
     python3 dev.py stack up|env|status|down    # the local team stack (PostgreSQL, S3, MLflow)
     python3 dev.py exps  [dvc exp show options] # experiments: their params and headline metrics
@@ -14,6 +15,7 @@ the command inside that environment.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -39,31 +41,62 @@ COMMANDS = {
 }
 
 
+QUICK = "not (services or pipeline or stages)"  # pytest's -m for `test --quick`
+FIX = "run `apt-get install python3-venv` (Debian, Ubuntu) or `pip install uv`, then this again"
+
+
 def find_uv() -> str:
-    """uv from PATH, else from .tools/, else installed there with pip (once)."""
+    """uv from PATH, else from .tools/, else installed there (once)."""
     on_path = shutil.which("uv")
     if on_path:
         return on_path
     local = TOOLS / "bin" / "uv"
     if not local.exists():
-        print(f"uv not found: installing {UV_REQUIREMENT} into {TOOLS}", file=sys.stderr)
-        venv.create(TOOLS, with_pip=True, clear=True)
-        pip = [str(TOOLS / "bin" / "python"), "-m", "pip", "install", "--quiet", UV_REQUIREMENT]
-        subprocess.run(pip, check=True)
+        install_uv(local)
     return str(local)
+
+
+def install_uv(local: Path) -> None:
+    """Into a virtual environment in .tools/ when this Python has ensurepip; else with this
+    Python's own pip into .tools/ (Debian and Ubuntu leave ensurepip to python3-venv)."""
+    if has_module("ensurepip"):
+        venv.create(TOOLS, with_pip=True, clear=True)
+        pip = [str(TOOLS / "bin" / "python"), "-m", "pip", "install"]
+    else:
+        pip = [sys.executable, "-m", "pip", "install", "--target", str(TOOLS)]
+    done = subprocess.run([*pip, "--quiet", UV_REQUIREMENT], capture_output=True, text=True)
+    if done.returncode != 0 or not local.exists():
+        shutil.rmtree(TOOLS, ignore_errors=True)
+        why = (done.stderr.strip().splitlines() or ["pip failed"])[-1]
+        if not has_module("pip"):
+            why = "this Python has neither ensurepip nor pip"
+        sys.exit(f"error: cannot install uv into {TOOLS} ({why}): {FIX}")
+    print(f"uv was not on PATH: installed {UV_REQUIREMENT} into {TOOLS}", file=sys.stderr)
+
+
+def has_module(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__, file=sys.stderr)
         return 2
+    command, rest = COMMANDS[argv[0]], argv[1:]
+    if argv[0] == "test" and "--quick" in rest:
+        rest = ["-m", QUICK, *(arg for arg in rest if arg != "--quick")]
     uv = find_uv()
     # Compiled bytecode: stages start seconds faster where PYTHONDONTWRITEBYTECODE is set.
     sync = [uv, "sync", "--locked", "--quiet", "--compile-bytecode"]
-    subprocess.run(sync, cwd=ROOT, check=True)
-    command = [uv, "run", "--locked", "--quiet", *COMMANDS[argv[0]], *argv[1:]]
+    synced = subprocess.run(sync, cwd=ROOT)
+    if synced.returncode != 0:
+        return synced.returncode
     os.chdir(ROOT)
-    os.execv(uv, command)
+    os.execv(uv, [uv, "run", "--locked", "--quiet", *command, *rest])
     return 0  # not reached
 
 

@@ -21,6 +21,8 @@ def main() -> None:
     train, test = read_raw(args.raw)
     if params.data.limit is not None:
         train = stratified_subset(train, params.data.limit, params.seed)
+    if params.data.test_limit is not None:
+        test = stratified_subset(test, params.data.test_limit, params.seed)
     # Validation comes out of the training images: the test set stays unseen until evaluate.
     train, val = train_val_split(train, params.data.val_fraction, params.seed)
     splits = {"train": train, "val": val, "test": test}

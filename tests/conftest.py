@@ -3,6 +3,8 @@ and one real team stack (PostgreSQL, SeaweedFS, MLflow server) for the service t
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -11,6 +13,12 @@ import pytest
 from helpers import free_port_base, make_split, stack_command
 
 from mnist_ae.stack.layout import Layout
+
+# Two test workers on two cores: one thread each, in the worker and every process it starts
+# (trainings, stages, queued experiments). Two threads per process would double the threads the
+# cores have to share, and OpenMP spends the difference spinning.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
@@ -36,7 +44,8 @@ def stack():
         assert started.returncode == 0, started.stdout + started.stderr
         yield layout
     finally:
-        stopped = stack_command(root, "down")
+        stopped = stack_command(root, "down", "--delete")  # the cluster root keeps outside too
         for process in layout.started().values():  # if `down` itself failed
             process.stop()
+        shutil.rmtree(root.parent, ignore_errors=True)
         assert stopped.returncode == 0, stopped.stderr

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pytest
 import yaml
 from helpers import REPO, make_split, run, run_stage
 
@@ -15,6 +16,8 @@ from mnist_ae.model.model_file import save_model
 from mnist_ae.model.networks import ModelConfig, build_model
 from mnist_ae.tracking import store
 from mnist_ae.tracking.run_record import RunRecord
+
+pytestmark = pytest.mark.pipeline  # stage scripts, and dvc repro
 
 
 def test_without_fashion_mnist_the_analysis_is_skipped_and_the_pipeline_goes_on(tmp_path):

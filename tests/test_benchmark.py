@@ -42,6 +42,7 @@ def test_benchmark_modules_import_only_torch():
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.stages  # a training in a subprocess
 def test_benchmark_runs_and_reports_both_loops_and_their_ratio():
     result = run_python(
         [

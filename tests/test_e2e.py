@@ -1,7 +1,8 @@
 """The real pipeline end to end, as a team runs it: `dvc repro` in a temporary copy of the
-repository (real MNIST via the pypi source, a 2,000-image subset, two epochs) against the team
-stack: the MLflow server on PostgreSQL with artifacts in SeaweedFS, and the DVC remote on the
-same storage. Then read back, killed and tidied, pushed, cloned, pulled, shared and served.
+repository (real MNIST via the pypi source, 2,000 training and 1,000 test digits, two epochs)
+against the team stack: the MLflow server on PostgreSQL with artifacts in SeaweedFS, and the
+DVC remote on the same storage. Then read back, killed and tidied, pushed, cloned, pulled,
+shared and served.
 
 Every test leaves the copy as it found it (up to date, nothing running), so they pass alone and
 in any order."""
@@ -60,7 +61,9 @@ def pipeline(tmp_path_factory, env) -> Path:
     repo = tmp_path_factory.mktemp("e2e") / "repo"
     copy_checkout(repo)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["data"] |= {"source": "pypi", "limit": 2_000}  # pypi: cached per user after one fetch
+    # pypi: cached per user after one fetch; 1,000 test digits: a tenth of the time in the stages
+    # after train, as the README's quick run does
+    params["data"] |= {"source": "pypi", "limit": 2_000, "test_limit": 1_000}
     params["train"] |= {"epochs": 2, "batch_size": 16}  # 17 dB: clearly past PCA's 15.7
     params["compare_pca"]["code_sizes"] = [4, 8, 16, 32, 64]  # the sweep below charts 4-64
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -101,7 +104,7 @@ def test_outputs_are_real_mnist_and_reports(pipeline):
         name: len(load_split(pipeline / "data" / "processed" / f"{name}.npz"))
         for name in ("train", "val", "test")
     }
-    assert sizes == {"train": 1800, "val": 200, "test": 10000}
+    assert sizes == {"train": 1800, "val": 200, "test": 1000}
     reports = pipeline / "reports"
     evaluation = json.loads((reports / "evaluate" / "metrics.json").read_text())
     assert 10.5 < evaluation["noisy_input"]["psnr"] < 11.5  # sigma 0.4 noise: about 11 dB
@@ -228,17 +231,6 @@ def test_each_stage_reads_exactly_the_params_it_lists(pipeline, env):
             assert read[name] <= listed  # it validates every key; the schema reads them all
             continue
         assert read[name] == listed, f"{name}: reads {read[name]}, lists {listed}"
-
-
-def test_editing_the_champion_rule_changes_only_the_promote_stage(pipeline, env):
-    rule = pipeline / "src" / "mnist_ae" / "tracking" / "champion.py"
-    original = rule.read_bytes()
-    rule.write_bytes(original + b"\n# an edit\n")
-    try:
-        status = run(["dvc", "status", "--json"], pipeline, env).stdout
-    finally:
-        rule.write_bytes(original)
-    assert set(json.loads(status)) == {"promote"}
 
 
 def test_repro_again_is_up_to_date(pipeline, env):
@@ -464,16 +456,19 @@ def test_your_own_pictures_are_denoised_as_well_as_the_test_set(
         Image.fromarray((np.clip(paper, 0, 1) * 255).round().astype(np.uint8)).save(
             folders["paper"] / name
         )
-    scores = {}
-    for kind, folder in folders.items():
-        out = tmp_path / f"out-{kind}"
-        done = run([str(BIN / "python"), "-m", "mnist_ae.denoise", str(folder), "--out", str(out)],
-                   pipeline, env)  # fmt: skip
-        assert f"model {MODEL} version " in done.stdout and "(@champion), test denoising PSNR" in (
-            done.stdout
-        )
-        assert (out / "contact-sheet.png").stat().st_size > 0
-        scores[kind] = denoised_psnr(out, names, clean)
+    out = tmp_path / "out"
+    done = run([str(BIN / "python"), "-m", "mnist_ae.denoise", *map(str, folders.values()),
+                "--out", str(out)], pipeline, env)  # fmt: skip
+    assert f"model {MODEL} version " in done.stdout and "(@champion), test denoising PSNR" in (
+        done.stdout
+    )
+    assert (out / "contact-sheet.png").stat().st_size > 0
+    # Three folders of the same names: the second and third kinds come out as NAME-2, NAME-3.
+    suffixes = {"noisy": "", "paper": "-2", "clean": "-3"}
+    scores = {
+        kind: denoised_psnr(out, [n.replace(".png", f"{suffix}.png") for n in names], clean)
+        for kind, suffix in suffixes.items()
+    }
     print(f"evaluate {evaluated:.3f} dB; the command: " + ", ".join(
         f"{k} {v:.3f} dB" for k, v in scores.items()))  # fmt: skip
     assert abs(scores["noisy"] - evaluated) <= 0.3

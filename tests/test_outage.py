@@ -8,10 +8,12 @@ import threading
 import time
 
 import mlflow
+import pytest
 import yaml
 from helpers import clean_env, free_port_base, stack_command, stage_checkout, stage_command
 from mlflow.tracking import MlflowClient
 
+pytestmark = [pytest.mark.services, pytest.mark.stages]
 EPOCHS = 5
 
 

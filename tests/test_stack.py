@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import socket
 import stat
 import subprocess
@@ -86,10 +87,11 @@ def spare_dir():
     home.chmod(0o700)
     root = home / ".stack"
     yield root
-    stack_command(root, "down")
+    stack_command(root, "down", "--delete")
     with contextlib.suppress(StackError):  # a test may have damaged the state on purpose
         for process in Layout(root).started().values():
             process.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def test_a_taken_port_is_named_and_nothing_starts(spare_dir):
@@ -173,6 +175,11 @@ def test_two_ups_at_once_start_one_stack_and_the_other_says_why(spare_dir):
     weeds = [p for p in psutil.process_iter(["cmdline"]) if str(spare_dir) in " ".join(
         p.info["cmdline"] or []) and "weed" in " ".join(p.info["cmdline"] or [])]  # fmt: skip
     assert [p.pid for p in weeds] == [layout.started()["seaweedfs"].pid]
+
+    cluster = PostgreSQL().cluster(layout)  # for root, in the postgres account's home
+    deleted = stack_command(spare_dir, "down", "--delete")
+    assert deleted.returncode == 0 and f"data deleted {spare_dir}" in deleted.stdout
+    assert not spare_dir.exists() and not cluster.exists() and postmasters(layout) == []
 
 
 def test_state_secrets_and_data_are_their_owner_s_alone(stack):

@@ -5,7 +5,6 @@ epoch metrics, the run record, and a clear error for a store that is unusable.""
 import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -243,16 +242,3 @@ def test_a_corrupt_store_is_named(tmp_path, monkeypatch):
             store.connect("x", tmp_path)
     finally:
         mlflow.set_tracking_uri(None)
-
-
-def test_a_locked_store_is_named(repo):
-    holder = sqlite3.connect(repo.root / "mlflow.db", timeout=0)
-    holder.execute("BEGIN EXCLUSIVE")
-    try:
-        with pytest.raises(Exception) as raised:
-            MlflowClient().create_experiment("while-locked")
-        translated = store.translate_error(raised.value)
-        assert translated is not None and "is locked by another process" in str(translated)
-    finally:
-        holder.rollback()
-        holder.close()

@@ -27,6 +27,7 @@ class DataParams(_Section):
     mirror_timeout: float = Field(5.0, gt=0, le=600)
     val_fraction: float = Field(0.1, gt=0, lt=1)
     limit: int | None = Field(None, ge=100, le=60_000)
+    test_limit: int | None = Field(None, ge=100, le=10_000)
 
     @model_validator(mode="after")
     def _local_needs_dir(self) -> DataParams:

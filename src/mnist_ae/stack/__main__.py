@@ -46,7 +46,12 @@ def parser() -> argparse.ArgumentParser:
     who.add_argument("--user", help="a team member's files, in .stack/clients/NAME/")
     who.add_argument("--client", type=Path, help="a copied .stack/clients/NAME/ folder")
     commands.add_parser("status", help="what runs where", parents=[common])
-    commands.add_parser("down", help="stop exactly the processes `up` started", parents=[common])
+    down = commands.add_parser(
+        "down", help="stop exactly the processes `up` started", parents=[common]
+    )
+    down.add_argument(
+        "--delete", action="store_true", help="then delete its data, secrets and users for good"
+    )
     user = commands.add_parser(
         "user", help="the team's logins (a stack on --host)", parents=[common]
     )
@@ -118,8 +123,9 @@ def main(argv: list[str] | None = None) -> None:
             control.remove_user(layout, args.name)
             print(f"user {args.name} removed: no MLflow login, no S3 keys")
     else:
-        stopped = control.down(layout)
-        print(f"stopped: {', '.join(stopped) or 'nothing was running'}; data kept in {layout.root}")
+        stopped = control.down(layout, delete=args.delete)
+        kept = "deleted" if args.delete else "kept in"
+        print(f"stopped: {', '.join(stopped) or 'nothing was running'}; data {kept} {layout.root}")
 
 
 if __name__ == "__main__":

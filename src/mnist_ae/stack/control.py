@@ -17,7 +17,8 @@ from mnist_ae.stack.seaweedfs import SeaweedFS
 from mnist_ae.stack.service import READY_TIMEOUT, Service
 from mnist_ae.stack.tls import ServerTLS, make_authority, names_in
 
-SERVICES: tuple[Service, ...] = (PostgreSQL(), SeaweedFS(), MlflowServer())
+POSTGRES = PostgreSQL()
+SERVICES: tuple[Service, ...] = (POSTGRES, SeaweedFS(), MlflowServer())
 
 
 def default_dir(repo: Path) -> Path:
@@ -138,8 +139,10 @@ def _start(layout: Layout, to_start: list[Service]) -> list[str]:
     return [service.name for service, _ in started]
 
 
-def down(layout: Layout) -> list[str]:
-    """Stop the processes `up` started, newest first, by the process ids it recorded."""
+def down(layout: Layout, delete: bool = False) -> list[str]:
+    """Stop the processes `up` started, newest first, by the process ids it recorded; with
+    `delete`, then remove everything the stack kept: its folder, and PostgreSQL's cluster where
+    it lives outside it (in the postgres account's home, for root)."""
     with layout.locked("down"):
         stopped = []
         records = layout.started()
@@ -151,6 +154,10 @@ def down(layout: Layout) -> list[str]:
                 process.stop(service.stop_signal, service.stop_grace)
                 stopped.append(service.name)
             layout.record(service.name, None)
+        if delete:
+            for folder in (POSTGRES.cluster(layout), layout.root):  # the lock goes last
+                if folder.exists():
+                    shutil.rmtree(folder)
         return stopped
 
 
