@@ -93,7 +93,8 @@ def make_images(count: int, seed: int, source: str | None = None) -> torch.Tenso
     return images.repeat((count + len(images) - 1) // len(images), 1, 1)[:count]
 
 
-def compare_loops(args: argparse.Namespace, device: torch.device) -> None:
+def compare_loops(args: argparse.Namespace, device: torch.device) -> dict[str, object]:
+    """Both loops timed in alternating rounds; prints them and returns the medians."""
     config = ModelConfig(args.arch, args.latent_dim)
     images = make_images(args.images, seed=0, source=args.data)
     warmup = images[: args.warmup_images]
@@ -150,13 +151,22 @@ def compare_loops(args: argparse.Namespace, device: torch.device) -> None:
         f"{', compiled' if settings.compile else ''}): {our_rate:12,.0f} images/s"
     )
     print(f"  ratio: {our_rate / naive_rate:.2f}x")
+    return {
+        "naive_images_per_second": round(naive_rate),
+        "our_images_per_second": round(our_rate),
+        "ratio": round(our_rate / naive_rate, 3),
+        "our_precision": settings.precision,
+        "channels_last": settings.channels_last,
+        "compiled": settings.compile,
+    }
 
 
-def full_run(args: argparse.Namespace, device: torch.device) -> None:
+def full_run(args: argparse.Namespace, device: torch.device) -> dict[str, object]:
     """The origin article's configuration: arch seed, 50 epochs of 60,000 images, batch 128,
-    validated on 10,000 images every epoch."""
-    train = make_images(60_000, seed=0, source=args.data).to(device)
-    val = make_images(10_000, seed=1, source=args.data).to(device)
+    validated on 10,000 images every epoch; prints and returns its times."""
+    count = getattr(args, "full_images", 60_000)  # smaller only in gpu_check.py --cpu-smoke
+    train = make_images(count, seed=0, source=args.data).to(device)
+    val = make_images(count // 6, seed=1, source=args.data).to(device)
     torch.manual_seed(0)
     settings = TrainSettings(
         "bce",
@@ -175,7 +185,7 @@ def full_run(args: argparse.Namespace, device: torch.device) -> None:
     wall = time.perf_counter() - started
     first, rest = result.history[0].seconds, sum(e.seconds for e in result.history[1:])
     print(
-        f"full run: arch seed, {args.epochs} epochs x 60,000 images, batch {args.batch_size}, "
+        f"full run: arch seed, {args.epochs} epochs x {count:,} images, batch {args.batch_size}, "
         f"{settings.precision}{', compiled' if settings.compile else ''}"
     )
     print(
@@ -183,6 +193,15 @@ def full_run(args: argparse.Namespace, device: torch.device) -> None:
         f"(includes any compilation), the other {args.epochs - 1}: {rest:.1f} s"
     )
     print(f"  {result.images_per_second:,.0f} training images/s overall")
+    return {
+        "epochs": args.epochs,
+        "precision": settings.precision,
+        "compiled": settings.compile,
+        "wall_seconds": round(wall, 2),
+        "first_epoch_seconds": round(first, 2),
+        "other_epochs_seconds": round(rest, 2),
+        "images_per_second": round(result.images_per_second),
+    }
 
 
 def main() -> None:

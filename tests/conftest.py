@@ -21,6 +21,23 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# The longest files first, so that two workers finish together: pytest-xdist hands out whole
+# files (--dist loadfile) in collection order, two to each worker at the start.
+LONGEST_FIRST = (
+    "test_e2e.py",
+    "test_team_network.py",
+    "test_kill.py",
+    "test_outage.py",
+    "test_faults.py",
+    "test_stack.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
+
 @pytest.fixture
 def small_mnist() -> dict[str, np.ndarray]:
     """The four MNIST arrays in miniature: 200 train and 50 test images."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import yaml
 
 from mnist_ae.data.splits import Split, save_split
+from mnist_ae.plumbing import repo
 from mnist_ae.stack.layout import PORT_OFFSETS
 from mnist_ae.stack.processes import port_is_free
 
@@ -118,12 +118,8 @@ def stage_checkout(root, train_images: int, **train) -> Path:
 
 
 def copy_checkout(destination: Path) -> None:
-    """What a clone has: the files git tracks, plus uncommitted ones not ignored."""
-    listed = run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], REPO)
-    for name in filter(None, listed.stdout.split("\0")):
-        if (REPO / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, destination / name)
+    """What a clone of this repository has, with its uncommitted work."""
+    repo.copy_checkout(REPO, destination)
 
 
 def free_port_base() -> int:

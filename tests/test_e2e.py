@@ -24,6 +24,7 @@ import numpy as np
 import psutil
 import pytest
 import yaml
+from docs_check import PAGES, run_block, runnable_blocks
 from helpers import BIN, REPO, clean_env, copy_checkout, free_port_base, run, stage_command
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -254,6 +255,22 @@ def test_a_bad_value_is_refused_before_dvc_touches_the_last_good_outputs(pipelin
     assert UP_TO_DATE in run(["dvc", "status"], pipeline, env).stdout  # nothing to redo
 
 
+def training_process(dvc_pid: int) -> psutil.Process:
+    """The Python process running stages/train.py under `dvc repro`: not the shell that started
+    it (sh -c keeps the command line), nor a child it forked for a moment (same command line)."""
+    found = {}
+    for process in psutil.Process(dvc_pid).children(recursive=True):
+        try:
+            if process.name().startswith("python") and "stages/train.py" in " ".join(
+                process.cmdline()
+            ):
+                found[process.pid] = process
+        except psutil.NoSuchProcess:  # a short-lived child already gone
+            continue
+    (trainer,) = [p for p in found.values() if p.ppid() not in found]
+    return trainer
+
+
 def test_a_training_killed_then_restored_from_the_run_cache_is_tidied(pipeline, env, client):
     """Killed during `dvc repro --force`, then restored by the next `dvc repro` from DVC's
     run-cache without running: the killed run is closed and its checkpoint removed anyway."""
@@ -267,15 +284,16 @@ def test_a_training_killed_then_restored_from_the_run_cache_is_tidied(pipeline, 
         start_new_session=True,
     )
     output = []
-    for line in retrain.stdout:
-        output.append(line)
-        if line.startswith("epoch 1/2"):
-            (trainer,) = [
-                p for p in psutil.Process(retrain.pid).children(recursive=True)
-                if "stages/train.py" in " ".join(p.cmdline())
-            ]  # fmt: skip
-            trainer.kill()
-    assert retrain.wait(timeout=300) != 0, "".join(output)
+    try:
+        for line in retrain.stdout:
+            output.append(line)
+            if line.startswith("epoch 1/2"):
+                training_process(retrain.pid).kill()
+        assert retrain.wait(timeout=300) != 0, "".join(output)
+    finally:
+        if retrain.poll() is None:  # whatever failed above, nothing is left running
+            os.killpg(retrain.pid, signal.SIGKILL)
+            retrain.wait()
     (left,) = (pipeline / ".checkpoints").glob("*.pt")
 
     tidied = run(["dvc", "repro"], pipeline, env).stdout
@@ -383,11 +401,29 @@ def test_the_champion_served_over_http_denoises_batches_of_1_and_256(pipeline, s
             assert denoised.shape == (batch, 1, 28, 28)
             error = float(((denoised[:, 0] - clean[:batch].numpy()) ** 2).mean())
             assert error < float(((noisy[:batch] - clean[:batch]) ** 2).mean()) / 3
+        # The request docs/tracking.md sends with curl: a real noisy 7, as written there.
+        example = (REPO / "docs" / "examples" / "noisy-digit.json").read_bytes()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", example, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            denoised = np.array(json.load(answer)["predictions"], dtype=np.float32)
+        assert denoised.shape == (1, 1, 28, 28) and 0 <= denoised.min() <= denoised.max() <= 1
         assert server.stdout.readline().startswith(f"serving {MODEL} version ")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
     assert not _answers(f"http://127.0.0.1:{port}/ping")  # its server went with it
+
+
+def test_the_docs_runnable_python_runs_as_written(pipeline, env):
+    """Each block the docs mark runnable, run from the checkout against its champion."""
+    blocks = [(page, b) for page in PAGES for b in runnable_blocks(page.read_text())]
+    assert blocks
+    for page, block in blocks:
+        done = run_block(block, pipeline, env)
+        assert done.returncode == 0, f"{page.name}:\n{block}\n{done.stderr[-2000:]}"
+        assert "(8, 1, 28, 28)" in done.stdout  # what docs/tracking.md says it prints
 
 
 def _answers(url: str) -> bool:

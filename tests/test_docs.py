@@ -1,0 +1,136 @@
+"""README.md and docs/ stay true: links resolve, results equal the committed reports, the params
+reference matches the schema and dvc.yaml, runnable blocks compile (test_e2e.py runs them
+against a real champion), the front-page figure is the default run's. Each check is also shown
+catching a broken copy."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+
+import yaml
+from docs_check import (
+    PAGES,
+    broken_links,
+    result_mismatches,
+    run_block,
+    runnable_blocks,
+    table_rows,
+)
+from helpers import REPO
+
+from mnist_ae.plumbing.params import Params
+
+README_TABLE, RESULTS_TABLE = "denoising, σ = 0.4", "test set, 10,000 digits"  # noqa: RUF001
+
+
+def test_every_link_and_anchor_resolves():
+    assert broken_links(PAGES) == []
+
+
+def test_a_broken_link_or_anchor_is_caught(tmp_path):
+    page = tmp_path / "docs" / "page.md"
+    page.parent.mkdir()
+    (tmp_path / "docs" / "other.md").write_text("# Other\n\n## A heading\n")
+    page.write_text(
+        "# Page\n\nSee [fine](other.md#a-heading), [gone](nowhere.md), [typo](other.md#a-headin)"
+        " and [here](#page).\n\n```\n[in code](ignored.md)\n```\n"
+    )
+    found = [line.split(": ", 1)[1] for line in broken_links([page])]
+    assert found == ["nowhere.md (no such file)", "other.md#a-headin (no such heading)"]
+
+
+def test_the_results_tables_equal_the_committed_reports():
+    assert result_mismatches((REPO / "README.md").read_text(), README_TABLE) == []
+    results = (REPO / "docs" / "results.md").read_text()
+    assert result_mismatches(results, RESULTS_TABLE) == []
+
+
+def test_a_figure_that_differs_from_its_report_is_caught():
+    readme = (REPO / "README.md").read_text()
+    assert "| **22.22 dB** |" in readme
+    found = result_mismatches(readme.replace("| **22.22 dB** |", "| **22.42 dB** |"), README_TABLE)
+    assert (
+        len(found) == 1
+        and found[0].startswith("**the default autoencoder**")
+        and ("PSNR 22.42, the report says 22.216" in found[0])
+    )
+
+
+def test_the_article_network_figures_come_from_a_real_run():
+    article = json.loads((REPO / "docs" / "results" / "article-network.json").read_text())
+    assert article["params"]["model.arch"] == "seed" and article["params"]["train.epochs"] == 50
+    assert article["train"]["precision"] == "fp32" and article["train"]["best_epoch"] >= 1
+    assert set(article["evaluate"]) >= {"denoising", "reconstruction", "noisy_input"}
+
+
+def test_the_front_page_figure_is_the_default_run_s():
+    """docs/images/reconstructions.png is the file dvc.lock records for evaluate's figure."""
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
+    (recorded,) = [
+        out["md5"]
+        for out in lock["stages"]["evaluate"]["outs"]
+        if out["path"] == "reports/evaluate/reconstructions.png"
+    ]
+    shown = REPO / "docs" / "images" / "reconstructions.png"
+    assert hashlib.md5(shown.read_bytes()).hexdigest() == recorded
+
+
+def _default(value) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def test_the_params_reference_lists_every_key_its_default_and_its_readers():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    expected = {}
+    for section, field in Params.model_fields.items():
+        default = field.default
+        fields = type(default).model_fields if hasattr(type(default), "model_fields") else None
+        for key, value in (
+            {f"{section}.{k}": getattr(default, k) for k in fields}.items()
+            if fields
+            else {section: default}.items()
+        ):
+            readers = [
+                name
+                for name, stage in stages.items()
+                if name != "check-params"
+                and (key in stage.get("params", []) or section in stage.get("params", []))
+            ]
+            expected[key] = (_default(value), ", ".join(readers))
+    rows = table_rows((REPO / "docs" / "pipeline.md").read_text(), "key")
+    listed = {row["key"].strip("`"): (row["default"].strip("`"), row["read by"]) for row in rows}
+    assert listed == expected
+
+
+def test_runnable_blocks_compile_and_a_failing_one_is_caught(tmp_path):
+    blocks = [block for page in PAGES for block in runnable_blocks(page.read_text())]
+    assert blocks, "the docs mark at least one Python block runnable"
+    for block in blocks:
+        compile(block, "<docs>", "exec")
+    broken = "<!-- runnable -->\n```python\nimport json\njson.loads('{')\n```\n"
+    (block,) = runnable_blocks(broken)
+    done = run_block(block, tmp_path)
+    assert done.returncode == 1 and "JSONDecodeError" in done.stderr
+
+
+def test_the_readme_fits_a_few_screens():
+    assert len((REPO / "README.md").read_bytes()) <= 12_288
+
+
+def test_a_results_table_checked_against_other_reports_is_caught(tmp_path):
+    """The same README against reports whose default run scored otherwise."""
+    for report in ("reports/evaluate", "reports/compare_pca", "docs/results"):
+        shutil.copytree(REPO / report, tmp_path / report)
+    metrics = tmp_path / "reports" / "evaluate" / "metrics.json"
+    evaluation = json.loads(metrics.read_text())
+    evaluation["denoising"]["ssim"] = 0.5
+    metrics.write_text(json.dumps(evaluation))
+    found = result_mismatches((REPO / "README.md").read_text(), README_TABLE, tmp_path)
+    assert found == ["**the default autoencoder** (32-number code, 9 epochs): SSIM 0.936, "
+                     "the report says 0.5"]  # fmt: skip
