@@ -25,6 +25,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # files (--dist loadfile) in collection order, two to each worker at the start.
 LONGEST_FIRST = (
     "test_e2e.py",
+    "test_sweep_queue.py",
     "test_team_network.py",
     "test_kill.py",
     "test_outage.py",

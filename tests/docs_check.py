@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -126,9 +127,12 @@ def report_figures(report: str, where: str, root: Path = REPO) -> dict[str, floa
     return found
 
 
-def result_mismatches(markdown: str, first_header: str, root: Path = REPO) -> list[str]:
+def result_mismatches(
+    markdown: str, first_header: str, root: Path = REPO, page_folder: str = "."
+) -> list[str]:
     """Each figure of the results table that is not its report's value as shown (rounded to
-    the digits the table shows), and each row whose report is unknown or not linked."""
+    the digits the table shows), and each row whose report is unknown or not linked (links are
+    relative to the page's folder in the repository)."""
     wrong = []
     for row in table_rows(markdown, first_header):
         label, *_ = row.values()
@@ -136,7 +140,9 @@ def result_mismatches(markdown: str, first_header: str, root: Path = REPO) -> li
             wrong.append(f"{label}: no known report for this row")
             continue
         report, where = RESULT_SOURCES[label]
-        if not row["report"].endswith(f"{report})"):
+        target = re.fullmatch(r"\[[^]]*\]\(([^)#]*)\)", row["report"].strip())
+        linked = target and os.path.normpath(os.path.join(page_folder, target[1]))
+        if linked != report:
             wrong.append(f"{label}: links {row['report']}, not {report}")
         figures = report_figures(report, where, root)
         for column, key in COLUMNS.items():

@@ -252,7 +252,9 @@ def test_a_reader_reads_and_pulls_and_can_change_nothing(trained, network, team,
                                         "--client", str(folder)]), repo)  # fmt: skip
     assert str(folder / "ca.pem") in printed.stdout and str(team.root) not in printed.stdout
     reader = shell_env(printed.stdout)
-    pulled = run(network.on("laptop", [str(BIN / "dvc"), "pull"]), repo, reader, ok=False)
+    # what the writer ran and pushed: promote and the stages before it
+    pull = [str(BIN / "dvc"), "pull", "--with-deps", "promote"]
+    pulled = run(network.on("laptop", pull), repo, reader, ok=False)
     assert pulled.returncode == 0, pulled.stderr
     assert (repo / "models" / "model.pt").read_bytes() == (
         writer_repo / "models" / "model.pt"
