@@ -17,6 +17,7 @@ status is then 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import warnings
@@ -142,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--params", type=Path, help="params.yaml (default: the repository's)")
     args = parser.parse_args(argv)
+    # MLflow's download progress bars would bury the lines that name each picture
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     params = load_params(args.params or repo_root() / "params.yaml")
 
     files, refused = pictures_in(args.inputs)
