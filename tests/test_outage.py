@@ -20,16 +20,14 @@ EPOCHS = 5
 def test_an_unreachable_server_stops_the_train_stage_before_any_epoch(tmp_path):
     root = stage_checkout(tmp_path / "repo", 500, epochs=1, batch_size=50)
     uri = f"http://127.0.0.1:{free_port_base()}"  # nothing listens there
-    began = time.monotonic()
-    done = subprocess.run(
+    done = subprocess.run(  # MLflow's own retries would go on for minutes: past the timeout
         stage_command("train"),
         cwd=root,
         env=clean_env() | {"MLFLOW_TRACKING_URI": uri},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=90,
     )
-    assert time.monotonic() - began < 30
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert uri in done.stderr.strip().splitlines()[-1]
     assert "epoch 1/" not in done.stdout and not (root / "models").exists()
