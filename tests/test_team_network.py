@@ -342,11 +342,18 @@ def test_a_version_changed_in_the_bucket_is_refused(trained, network, team, tmp_
     denoise = [sys.executable, "-m", "mnist_ae.denoise", str(picture), "--out", str(tmp_path)]
     before = run(network.on("laptop", denoise), repo, writer)
     assert "(@champion)" in before.stdout
-    run(network.on("server", [sys.executable, "-c", TAMPER, str(team.root)]), REPO)
-    after = run(network.on("laptop", denoise), repo, writer, ok=False)
-    assert after.returncode == 1 and "changed after registration; refused" in after.stderr
-    assert "Traceback" not in after.stderr
+    tamper = network.on("server", [sys.executable, "-c", TAMPER, str(team.root)])
     rule = ("from mnist_ae.tracking import champion; "
             f"print(champion.promote({MODEL!r}, '1').why)")  # fmt: skip
-    decided = run(network.on("laptop", [sys.executable, "-c", rule]), repo, writer)
-    assert "not promoted" in decided.stdout and "refused" in decided.stdout
+    decide = network.on("laptop", [sys.executable, "-c", rule])
+    run(tamper, REPO)
+    try:
+        after = run(network.on("laptop", denoise), repo, writer, ok=False)
+        assert after.returncode == 1 and "changed after registration; refused" in after.stderr
+        assert "Traceback" not in after.stderr
+        decided = run(decide, repo, writer)
+        assert "not promoted" in decided.stdout and "refused" in decided.stdout
+    finally:  # the same bit flipped back and the rule run again: the champion as it was
+        run(tamper, REPO)
+        restored = run(decide, repo, writer)
+    assert "is @champion" in restored.stdout
