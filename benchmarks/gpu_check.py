@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # train_throughput: a sibling script
 import train_throughput
 
-from mnist_ae.model.devices import configure_backends, select_device
+from mnist_ae.model.devices import configure_backends, device_description, select_device
 from mnist_ae.plumbing.repo import copy_checkout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def main() -> int:
     began = time.perf_counter()
     summary: dict[str, object] = {
         "machine": {
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "device": device_description(device),
             "torch": torch.__version__,
             "cuda": torch.version.cuda,
             "cpu": platform.processor() or platform.machine(),
@@ -171,7 +171,10 @@ def main() -> int:
     }
     parts = [("throughput_batch_128", throughput), ("article_50_epochs", article_runs)]
     for name, part in parts:
-        summary[name] = part(device, args.cpu_smoke)
+        try:
+            summary[name] = part(device, args.cpu_smoke)
+        except Exception as error:  # recorded; the other parts of a rare GPU slot still run
+            summary[name] = {"error": f"{type(error).__name__}: {error}"}
     if args.skip_pipeline:
         summary["default_pipeline"] = {"skipped": "--skip-pipeline"}
     else:
