@@ -56,6 +56,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     `python` and `dvc` first on PATH and a git identity."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "AWS_"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env["DVC_NO_ANALYTICS"] = "1"  # DVC's usage reports would leave loopback (and cost a process)
     return env | GIT_IDENTITY | extra
 
 
