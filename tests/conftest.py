@@ -67,7 +67,8 @@ def stack():
     tests did."""
     root = Path(tempfile.mkdtemp(prefix="mnist-ae-stack-", dir="/tmp")) / ".stack"
     layout = Layout(root)
-    started = stack_command(root, "up", "--port-base", str(free_port_base()))
+    # one MLflow worker: a second would cost 3 s of CPU at each start (the team test runs two)
+    started = stack_command(root, "up", "--port-base", str(free_port_base()), "--workers", "1")
     try:
         assert started.returncode == 0, started.stdout + started.stderr
         yield layout

@@ -49,6 +49,19 @@ def test_every_service_runs_and_listens_on_loopback_only(stack):
     assert set(stack.ports().values()) <= {port for _, port in addresses}
 
 
+def test_workers_sets_mlflow_s_processes_and_a_running_stack_keeps_its_own(stack):
+    """The suite's stack runs one MLflow worker (`up --workers 1`): uvicorn serves in-process."""
+    (server,) = psutil.Process(stack.started()["mlflow"].pid).children()
+    assert "uvicorn" in " ".join(server.cmdline()) and server.children() == []
+    refused = stack_command(stack.root, "up", "--workers", "2")
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        "error: the stack is running with another --workers: stop it first"
+    )
+    assert stack.mlflow_workers() == 1
+    bad = stack_command(stack.root, "up", "--workers", "0")
+    assert bad.returncode == 2 and "'0' is not a whole number from 1 to 16" in bad.stderr
+
+
 def test_env_gives_what_a_shell_needs_and_no_secret(stack, monkeypatch):
     printed = stack_command(stack.root, "env").stdout
     secrets = json.loads((stack.root / "secrets.json").read_text())
@@ -132,7 +145,7 @@ def test_a_component_that_dies_at_start_stops_what_started_before_it(spare_dir):
 
 def test_a_postgresql_that_cannot_be_configured_leaves_no_process(spare_dir):
     base = str(free_port_base())
-    assert stack_command(spare_dir, "up", "--port-base", base).returncode == 0
+    assert stack_command(spare_dir, "up", "--port-base", base, "--workers", "1").returncode == 0
     assert stack_command(spare_dir, "down").returncode == 0
     secrets = json.loads((spare_dir / "secrets.json").read_text())
     secrets["postgres_admin_password"] = "not the one the cluster was made with"
@@ -157,7 +170,7 @@ def test_a_damaged_state_file_is_one_clear_error(spare_dir):
 
 def test_two_ups_at_once_start_one_stack_and_the_other_says_why(spare_dir):
     command = [sys.executable, "-m", "mnist_ae.stack", "up", "--dir", str(spare_dir)]
-    command += ["--port-base", str(free_port_base())]
+    command += ["--port-base", str(free_port_base()), "--workers", "1"]
     both = [
         subprocess.Popen(command, cwd=REPO, env=clean_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)

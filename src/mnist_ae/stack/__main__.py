@@ -36,6 +36,11 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--host", help="address the team's machines reach (default 127.0.0.1: this machine only)"
     )
+    up.add_argument(
+        "--workers",
+        type=positive_count,
+        help="MLflow server processes (default 2, for a team; 1 for one person)",
+    )
     up.add_argument("--cert", type=Path, help="your own certificate for --host (PEM)")
     up.add_argument("--key", type=Path, help="its private key (PEM)")
     up.add_argument("--ca", type=Path, help="what clients trust for it (default: the certificate)")
@@ -61,6 +66,12 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def positive_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 16:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 16")
+    return int(text)
+
+
 def own_certificate(args: argparse.Namespace) -> ServerTLS | None:
     if args.cert is None and args.key is None:
         return None
@@ -78,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     layout = Layout((args.dir or control.default_dir(repo_root())).resolve())
     if args.command == "up":
         began = time.monotonic()
-        started = control.up(layout, args.port_base, args.host, own_certificate(args))
+        started = control.up(layout, args.port_base, args.host, own_certificate(args), args.workers)
         took = f" in {time.monotonic() - began:.1f} s" if started else " (already running)"
         print(
             f"stack up{took}: MLflow {layout.url('mlflow')}, S3 {layout.url('s3')} "

@@ -9,7 +9,7 @@ import socket
 import time
 from pathlib import Path
 
-from mnist_ae.stack.layout import DEFAULT_PORT_BASE, Layout, User
+from mnist_ae.stack.layout import DEFAULT_MLFLOW_WORKERS, DEFAULT_PORT_BASE, Layout, User
 from mnist_ae.stack.mlflow_server import AdminApi, MlflowServer
 from mnist_ae.stack.postgres import PostgreSQL
 from mnist_ae.stack.processes import LOOPBACK, StackError, Started, port_is_free, wait_for
@@ -81,24 +81,31 @@ def _prepare_tls(layout: Layout, own: ServerTLS | None) -> None:
         )
 
 
+# What `up` keeps in stack.json: its option and default.
+SETTINGS = {
+    "port_base": ("--port-base", DEFAULT_PORT_BASE),
+    "host": ("--host", LOOPBACK),
+    "mlflow_workers": ("--workers", DEFAULT_MLFLOW_WORKERS),
+}
+
+
 def up(
     layout: Layout,
     port_base: int | None = None,
     host: str | None = None,
     own_tls: ServerTLS | None = None,
+    workers: int | None = None,
 ) -> list[str]:
     """Start every service that is not running; on any failure stop what this call started."""
     with layout.locked("up"):
         running = _running(layout)
         state = layout.load_state()
-        for key, value in (("port_base", port_base), ("host", host)):
-            if value is None:
-                continue
-            if running and value != state.get(key, value):
-                raise StackError(f"the stack is running with another {key}: stop it first")
-            state[key] = value
-        state.setdefault("port_base", DEFAULT_PORT_BASE)
-        state.setdefault("host", LOOPBACK)
+        chosen = {"port_base": port_base, "host": host, "mlflow_workers": workers}
+        for key, (option, default) in SETTINGS.items():
+            value, kept = chosen[key], state.get(key, default)
+            if value is not None and running and value != kept:
+                raise StackError(f"the stack is running with another {option}: stop it first")
+            state[key] = kept if value is None else value
         if state["host"] != LOOPBACK:
             _check_host(state["host"])
         state["processes"] = {name: p.as_dict() for name, p in running.items()}

@@ -26,6 +26,9 @@ from mnist_ae.stack.processes import LOOPBACK, StackError, Started
 from mnist_ae.stack.tls import ServerTLS
 
 DEFAULT_PORT_BASE = 15000
+# MLflow server processes: 2 serve a team on 2 cores (MLflow's default of 4 is too many there);
+# 1 is enough for one person and starts faster.
+DEFAULT_MLFLOW_WORKERS = 2
 # Offsets from the port base: one block of ten ports for the whole stack.
 PORT_OFFSETS = {
     "mlflow": 0,
@@ -175,6 +178,9 @@ class Layout:
     def ports(self) -> dict[str, int]:
         base = int(self.load_state().get("port_base", DEFAULT_PORT_BASE))
         return {name: base + offset for name, offset in PORT_OFFSETS.items()}
+
+    def mlflow_workers(self) -> int:
+        return int(self.load_state().get("mlflow_workers", DEFAULT_MLFLOW_WORKERS))
 
     def host(self) -> str:
         """The address clients reach MLflow and S3 on (127.0.0.1: this machine only)."""

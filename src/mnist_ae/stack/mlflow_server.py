@@ -111,7 +111,6 @@ class MlflowServer(Service):
     name = "mlflow"
     ports = ("mlflow",)
     public = ("mlflow",)
-    workers = 2  # MLflow's default of 4 is too many for 2 cores
 
     def addresses(self, layout: Layout) -> list[tuple[str, int, str]]:
         return [(layout.host(), layout.ports()["mlflow"], "mlflow")]  # one address, either way
@@ -153,7 +152,7 @@ class MlflowServer(Service):
         command = [
             *(sys.executable, "-m", "mlflow", "server"),
             *("--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts"),
-            *("--host", host, "--port", port, "--workers", str(self.workers)),
+            *("--host", host, "--port", port, "--workers", str(layout.mlflow_workers())),
         ]
         if layout.networked():
             tls = layout.tls()
