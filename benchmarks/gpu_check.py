@@ -53,7 +53,7 @@ def throughput(device: torch.device, smoke: bool) -> dict[str, object]:
     for arch in ("seed", "conv"):
         args = argparse.Namespace(
             arch=arch, latent_dim=32, batch_size=128, precision="auto", compile=False,
-            images=1_024 if smoke else 60_000, data=None, warmup_images=256 if smoke else 2_560,
+            images=256 if smoke else 60_000, data=None, warmup_images=128 if smoke else 2_560,
             rounds=1 if smoke else 3,
         )  # fmt: skip
         found[arch] = train_throughput.compare_loops(args, device)
@@ -68,7 +68,7 @@ def article_runs(device: torch.device, smoke: bool) -> dict[str, object]:
     for compiled in (False,) if smoke else (False, True):
         args = argparse.Namespace(
             batch_size=128, precision="auto", compile=compiled, data=None,
-            epochs=1 if smoke else 50, full_images=1_200 if smoke else 60_000,
+            epochs=1 if smoke else 50, full_images=384 if smoke else 60_000,
         )  # fmt: skip
         found["compiled" if compiled else "eager"] = train_throughput.full_run(args, device)
     return found
