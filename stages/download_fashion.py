@@ -1,5 +1,6 @@
 """DVC stage `download-fashion`: Fashion-MNIST's test set, the out-of-distribution images of the
-anomaly analysis. If no source can deliver it, the stage says so and succeeds, leaving only a
+anomaly analysis (with `data.test_limit`, a stratified subset of that size, as preprocess takes
+of MNIST's test set). If no source can deliver it, the stage says so and succeeds, leaving only a
 note: the anomaly analysis is then skipped and the rest of the pipeline still completes."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mnist_ae.data.sources import DataSourceError, fetch_fashion
-from mnist_ae.data.splits import OOD_MISSING, Split, save_split
+from mnist_ae.data.splits import OOD_MISSING, Split, save_split, stratified_subset
 from mnist_ae.plumbing.cli import run_stage, stage_arguments
 from mnist_ae.plumbing.outputs import atomic_path, write_json
 from mnist_ae.plumbing.params import load_params
@@ -32,9 +33,14 @@ def main() -> None:
             record(args.record, available=False)
             print(f"Fashion-MNIST unavailable, the anomaly analysis will be skipped: {exc}")
             return
-        save_split(tmp / "test.npz", Split(arrays["test_images"], arrays["test_labels"]))
+        test = Split(arrays["test_images"], arrays["test_labels"])
+        if params.data.test_limit is not None:
+            test = stratified_subset(test, params.data.test_limit, params.seed)
+        save_split(tmp / "test.npz", test)
         record(args.record, available=True)
-    print(f"Fashion-MNIST test set verified from source '{served_by}' -> {args.out}")
+    print(
+        f"Fashion-MNIST test set ({len(test):,}) verified from source '{served_by}' -> {args.out}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""download-fashion and anomaly as DVC runs them, when Fashion-MNIST cannot be had: a clear
-message, success, and a report that says the analysis was skipped."""
+"""download-fashion and anomaly as DVC runs them: when Fashion-MNIST cannot be had, a clear
+message, success, and a report that says the analysis was skipped; with `data.test_limit`, a
+subset of it."""
 
 import json
 import os
@@ -7,17 +8,20 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import yaml
 from helpers import REPO, make_split, run, run_stage
 
-from mnist_ae.data.splits import OOD_MISSING, save_split
+from mnist_ae.data.sources import fetch_fashion
+from mnist_ae.data.splits import OOD_MISSING, load_split, save_split
 from mnist_ae.model.model_file import save_model
 from mnist_ae.model.networks import ModelConfig, build_model
 from mnist_ae.tracking import store
 from mnist_ae.tracking.run_record import RunRecord
 
 pytestmark = pytest.mark.pipeline  # stage scripts, and dvc repro
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # .ci/run installs it
 
 
 def test_without_fashion_mnist_the_analysis_is_skipped_and_the_pipeline_goes_on(tmp_path):
@@ -59,12 +63,32 @@ def test_without_fashion_mnist_the_analysis_is_skipped_and_the_pipeline_goes_on(
     assert (tmp_path / "reports" / "anomaly" / "scores.png").stat().st_size > 0
 
 
+def test_a_test_limit_takes_a_stratified_seeded_subset_of_fashion_mnist_too(tmp_path):
+    """Quick runs score 1,000 MNIST test digits against 1,000 Fashion-MNIST images, not 10,000."""
+    arrays, _ = fetch_fashion("local", str(DEBIAN_FASHION))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["anomaly"] |= {"source": "local", "local_dir": str(DEBIAN_FASHION)}
+    params["data"]["test_limit"] = 1000
+    subsets = []
+    for name in ("first", "again"):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        fetched = run_stage("download-fashion", root)
+        assert fetched.returncode == 0 and "test set (1,000) verified" in fetched.stdout
+        subsets.append(load_split(root / "data" / "fashion" / "test.npz"))
+    first, again = subsets
+    assert np.bincount(first.labels).tolist() == [100] * 10  # the full set has 1,000 of each
+    assert np.array_equal(first.images, again.images)  # the seed from params: the same subset
+    full = {image.tobytes() for image in arrays["test_images"]}
+    assert all(image.tobytes() in full for image in first.images)
+
+
 def test_fashion_mnist_that_becomes_available_is_picked_up_by_the_next_dvc_repro(tmp_path):
     """Real DVC: after a run without Fashion-MNIST, anomaly marks the note read, which keeps
     download-fashion changed, so the next `dvc repro` tries again and gets the files."""
     from mnist_ae.analysis.anomaly import mark_note_read
 
-    debian = Path("/usr/share/datasets/fashion-mnist")  # .ci/run installs it
     source = tmp_path / "fashion-source"
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["anomaly"] |= {"source": "local", "local_dir": str(source)}
@@ -84,7 +108,7 @@ def test_fashion_mnist_that_becomes_available_is_picked_up_by_the_next_dvc_repro
     assert note.is_file() and "Data and pipelines are up to date" in dvc("status")
     mark_note_read(note)  # what anomaly does when it finds the note
     source.mkdir()
-    for path in debian.iterdir():  # the source delivers now
+    for path in DEBIAN_FASHION.iterdir():  # the source delivers now
         (source / path.name).write_bytes(path.read_bytes())
     assert "download-fashion" in dvc("status")
     dvc("repro")
