@@ -186,26 +186,47 @@ def code_size_sweep(rows: Sequence[dict[str, float]], path: str | Path) -> None:
     _finish_code_size_chart(fig, axis, path)
 
 
+def _fit(image: np.ndarray, size: int) -> np.ndarray:
+    """An image in [0, 1] scaled to fit `size` x `size` (its shape kept), centred on white."""
+    from PIL import Image
+
+    height, width = image.shape
+    scale = size / max(height, width)
+    shape = (max(1, round(width * scale)), max(1, round(height * scale)))
+    nearest = height <= size and width <= size and size % height == 0 and size % width == 0
+    resample = Image.Resampling.NEAREST if nearest else Image.Resampling.LANCZOS
+    pixels = Image.fromarray(np.clip(image, 0, 1).astype(np.float32), mode="F")
+    fitted = np.clip(np.asarray(pixels.resize(shape, resample)), 0, 1)
+    tile = np.ones((size, size), np.float32)
+    top, left = (size - fitted.shape[0]) // 2, (size - fitted.shape[1]) // 2
+    tile[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
+    return tile
+
+
 def contact_sheet(
     rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
     path: str | Path,
     per_line: int = 4,
 ) -> None:
     """For each (name, picture, denoiser's input, denoised): the three images side by side, the
-    file's name above the picture, `per_line` pictures to a line."""
-    lines = -(-len(rows) // per_line)
+    file's name above the picture, `per_line` pictures to a line. One image and its captions,
+    not an axes per image: 64 pictures take a fraction of a second instead of 9 s."""
+    tile, gap, caption = 84, 10, 18  # pixels; the figure is drawn at 100 dpi, one to one
     columns = 3 * min(len(rows), per_line)
-    fig, axes = plt.subplots(
-        lines, columns, figsize=(1.1 * columns, 1.35 * lines + 0.2), squeeze=False
-    )
-    for axis in axes.flat:
-        axis.axis("off")
+    lines = -(-len(rows) // per_line)
+    width, height = columns * (tile + gap) + gap, lines * (caption + tile + gap) + gap
+    sheet = np.ones((height, width), np.float32)
+    fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
+    axis = fig.add_axes((0, 0, 1, 1))
+    axis.axis("off")
     for index, (name, *images) in enumerate(rows):
         line, slot = divmod(index, per_line)
         titles = (name if len(name) <= 16 else name[:15] + "…", "input", "denoised")
         for offset, (image, title) in enumerate(zip(images, titles, strict=True)):
-            axis = axes[line, 3 * slot + offset]
-            axis.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
-            axis.set_title(title, fontsize=7)
-    fig.tight_layout()
+            left = gap + (3 * slot + offset) * (tile + gap)
+            top = gap + line * (caption + tile + gap) + caption
+            sheet[top : top + tile, left : left + tile] = _fit(image, tile)
+            fig.text((left + tile / 2) / width, 1 - (top - 5) / height, title, fontsize=7,
+                     ha="center", va="bottom")  # fmt: skip
+    axis.imshow(sheet, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
     _save(fig, path)
