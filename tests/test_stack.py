@@ -22,6 +22,7 @@ from helpers import REPO, clean_env, free_port_base, stack_command
 from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, Layout
 from mnist_ae.stack.postgres import PostgreSQL
 from mnist_ae.stack.processes import StackError
+from mnist_ae.stack.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.services
 
@@ -146,7 +147,10 @@ def test_a_component_that_dies_at_start_stops_what_started_before_it(spare_dir):
 def test_a_postgresql_that_cannot_be_configured_leaves_no_process(spare_dir):
     base = str(free_port_base())
     assert stack_command(spare_dir, "up", "--port-base", base, "--workers", "1").returncode == 0
+    sockets = SeaweedFS().leftovers(Layout(spare_dir))  # SeaweedFS's gRPC sockets, in /tmp
+    assert len(sockets) == 2 and all(path.is_socket() for path in sockets)
     assert stack_command(spare_dir, "down").returncode == 0
+    assert not any(path.exists() for path in sockets)  # removed once it stopped
     secrets = json.loads((spare_dir / "secrets.json").read_text())
     secrets["postgres_admin_password"] = "not the one the cluster was made with"
     (spare_dir / "secrets.json").write_text(json.dumps(secrets))  # restored from a bad backup

@@ -3,6 +3,7 @@ its users. One command that changes the stack runs at a time (a lock in the stac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -142,8 +143,17 @@ def _start(layout: Layout, to_start: list[Service]) -> list[str]:
         for service, process in reversed(started):
             process.stop(service.stop_signal, service.stop_grace)
             layout.record(service.name, None)
+            _remove_leftovers(service, layout)
         raise
     return [service.name for service, _ in started]
+
+
+def _remove_leftovers(service: Service, layout: Layout) -> None:
+    """What a stopped service left outside the stack folder: only files of this user."""
+    for path in service.leftovers(layout):
+        with contextlib.suppress(FileNotFoundError):
+            if path.lstat().st_uid == os.getuid():
+                path.unlink()
 
 
 def down(layout: Layout, delete: bool = False) -> list[str]:
@@ -161,6 +171,7 @@ def down(layout: Layout, delete: bool = False) -> list[str]:
                 process.stop(service.stop_signal, service.stop_grace)
                 stopped.append(service.name)
             layout.record(service.name, None)
+            _remove_leftovers(service, layout)
         if delete:
             for folder in (POSTGRES.cluster(layout), layout.root):  # the lock goes last
                 if folder.exists():

@@ -8,7 +8,8 @@ a network address only the S3 gateway faces it, over TLS. SeaweedFS reads its `s
 from its folder, gets an environment with nothing but PATH, HOME and TMPDIR (it would turn AWS keys
 found in the caller's into an extra identity), and creates files readable by their owner only.
 Its local sockets and logs are in its folder, but for the gRPC sockets, which SeaweedFS 4.48 always
-puts in /tmp (`/tmp/seaweedfs-<service>-grpc-<port>.sock`): those are owner-only too.
+puts in /tmp (`/tmp/seaweedfs-<service>-grpc-<port>.sock`): those are owner-only too, and left
+behind when it stops, so `down` removes them.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ class SeaweedFS(Service):
     # Its all-in-one graceful stop always waits 15 s for its own internal gRPC streams; every
     # write has reached its files long before, so it gets 5 s, then SIGKILL.
     stop_grace = 5.0
+
+    def leftovers(self, layout: Layout) -> list[Path]:
+        ports = layout.ports()
+        return [
+            Path(f"/tmp/seaweedfs-{service}-grpc-{ports[f'{service}.grpc']}.sock")
+            for service in ("master", "s3")
+        ]
 
     def missing(self) -> str | None:
         if weed_binary() is None:

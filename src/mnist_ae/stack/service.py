@@ -46,6 +46,10 @@ class Service:
     def log(self, layout: Layout) -> Path:
         return layout.log(self.name)
 
+    def leftovers(self, layout: Layout) -> list[Path]:
+        """Files it leaves outside the stack folder once stopped, for `down` to remove."""
+        return []
+
     def _spawn(self, layout: Layout, command: list[str], env: dict, cwd: Path | None = None) -> int:
         """Start a server in a session of its own (a Ctrl-C in the shell does not reach it),
         with only the environment it is given, files it creates readable by their owner only,
