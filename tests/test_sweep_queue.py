@@ -37,7 +37,7 @@ def checkout(tmp_path_factory) -> Path:
 
 
 def test_two_queued_experiments_at_once_share_one_sqlite_store(checkout):
-    """The code-size sweep through `dvc queue start -j 2`, on the local store (no server): two
+    """The code-size sweep through DVC's queue, two at a time, on the local store (no server): two
     FINISHED trainings in the main repository's mlflow.db, no lock errors, the champion on the
     better, the other saying why not."""
     local = clean_env()
