@@ -3,11 +3,14 @@ commands exactly as dvc.yaml runs them, and checkouts ready for a stage."""
 
 from __future__ import annotations
 
+import atexit
 import os
 import random
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,24 @@ def training_progress(epoch: int):
     optimizer = {"state": {}, "param_groups": []}
     generator = torch.Generator().manual_seed(epoch).get_state()
     return Progress(epoch, weights, optimizer, None, generator, result)
+
+
+_empty_store: Path | None = None
+
+
+def empty_store(root: Path) -> None:
+    """`root/mlflow.db`: an MLflow SQLite store without runs, copied from one MLflow created once
+    per test process (creating the tables runs every schema migration, about a second each
+    time; a stage that finds no store still creates one: test_sweep_queue.py, test_tracking.py)."""
+    global _empty_store
+    if _empty_store is None:
+        from mlflow.tracking import MlflowClient
+
+        folder = Path(tempfile.mkdtemp(prefix="empty-mlflow-store-"))
+        atexit.register(shutil.rmtree, folder, True)
+        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()  # creates it
+        _empty_store = folder / "mlflow.db"
+    shutil.copyfile(_empty_store, Path(root) / "mlflow.db")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -112,6 +133,7 @@ def stage_checkout(root, train_images: int, **train) -> Path:
         noise = np.random.default_rng(count).integers(-60, 60, clean.images.shape)
         noisy = np.clip(clean.images + noise, 0, 255).astype(np.uint8)
         save_split(root / "data" / "noisy" / f"{name}.npz", Split(noisy, clean.labels))
+    empty_store(root)
     figure = root / "reports" / "add_noise" / "examples.png"
     figure.parent.mkdir(parents=True)
     Image.new("L", (28, 28)).save(figure)  # train logs add-noise's figure: any PNG will do

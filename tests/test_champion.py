@@ -16,6 +16,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from helpers import empty_store
 from mlflow.tracking import MlflowClient
 
 from mnist_ae.model.networks import ModelConfig, build_model
@@ -27,6 +28,7 @@ def sqlite_store(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     (tmp_path / "dvc.yaml").write_text("stages: {}\n")
     monkeypatch.chdir(tmp_path)
+    empty_store(tmp_path)
     store.connect("test-experiment", tmp_path)
     yield tmp_path
     mlflow.set_tracking_uri(None)
@@ -40,6 +42,7 @@ def any_store(request, tmp_path, monkeypatch):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", request.getfixturevalue("stack").url("mlflow"))
     else:
         monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        empty_store(tmp_path)
     monkeypatch.chdir(tmp_path)
     store.connect("test-experiment", tmp_path)
     yield f"ae-{uuid.uuid4().hex[:8]}"

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 import mlflow
 import pytest
+from helpers import empty_store
 from mlflow.tracking import MlflowClient
 
 from mnist_ae.plumbing.processes import ProcessStamp
@@ -61,6 +62,7 @@ def repo(tmp_path, monkeypatch):
     git(tmp_path, "add", "dvc.yaml")
     git(tmp_path, "commit", "-qm", "first")
     monkeypatch.chdir(tmp_path)
+    empty_store(tmp_path)
     experiment_id = store.connect("test-experiment", tmp_path)
     yield SimpleNamespace(root=tmp_path, experiment_id=experiment_id)
     mlflow.set_tracking_uri(None)
