@@ -3,14 +3,15 @@ and one real team stack (PostgreSQL, SeaweedFS, MLflow server) for the service t
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import free_port_base, make_split, stack_command
+from helpers import make_split, start_stack, stop_stack
 
 from mnist_ae.stack.layout import Layout
 
@@ -62,22 +63,41 @@ def small_mnist() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="session")
-def stack():
-    """A real stack in a temporary folder, stopped by the process ids it started, whatever the
-    tests did."""
-    root = Path(tempfile.mkdtemp(prefix="mnist-ae-stack-", dir="/tmp")) / ".stack"
-    layout = Layout(root)
-    # one MLflow worker: a second would cost 3 s of CPU at each start (the team test runs two)
-    started = stack_command(root, "up", "--port-base", str(free_port_base()), "--workers", "1")
+def stack(tmp_path_factory):
+    """One real stack for the whole run, shared by the test workers (a start costs about 10 s of
+    CPU): the first worker that needs it starts it; the last one to finish stops it by the
+    process ids the stack recorded, whatever the tests did. Tests that stop a component of the
+    stack use one of their own (helpers.running_stack)."""
+    run_folder = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        run_folder = run_folder.parent  # this run's folder, which holds each worker's
+    users = run_folder / "stack-users.json"
+    with _locked(run_folder / "stack.lock"):
+        shared = json.loads(users.read_text()) if users.exists() else {"root": "", "users": 0}
+        if shared["users"] == 0:
+            shared["root"] = str(start_stack().root)
+        shared["users"] += 1
+        users.write_text(json.dumps(shared))
+    layout = Layout(Path(shared["root"]))
     try:
-        assert started.returncode == 0, started.stdout + started.stderr
         yield layout
     finally:
-        stopped = stack_command(root, "down", "--delete")  # the cluster root keeps outside too
-        for process in layout.started().values():  # if `down` itself failed
-            process.stop()
-        shutil.rmtree(root.parent, ignore_errors=True)
-        assert stopped.returncode == 0, stopped.stderr
+        with _locked(run_folder / "stack.lock"):
+            shared = json.loads(users.read_text())
+            shared["users"] -= 1
+            users.write_text(json.dumps(shared))
+            if shared["users"] == 0:
+                stop_stack(layout)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def pytest_xdist_make_scheduler(config, log):

@@ -4,6 +4,7 @@ commands exactly as dvc.yaml runs them, and checkouts ready for a stage."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import random
 import shlex
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ import yaml
 
 from mnist_ae.data.splits import Split, save_split
 from mnist_ae.plumbing import repo
-from mnist_ae.stack.layout import PORT_OFFSETS
+from mnist_ae.stack.layout import PORT_OFFSETS, Layout
 from mnist_ae.stack.processes import port_is_free
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,3 +160,36 @@ def stack_command(directory: Path, *args: str, timeout: float = 180) -> subproce
     """`dev.py stack ...` as a user runs it (through this environment's python)."""
     command = [sys.executable, "-m", "mnist_ae.stack", *args, "--dir", str(directory)]
     return run(command, REPO, ok=False, timeout=timeout)
+
+
+def start_stack() -> Layout:
+    """A real stack (one MLflow worker) in a new folder of /tmp, on free loopback ports."""
+    layout = Layout(Path(tempfile.mkdtemp(prefix="mnist-ae-stack-", dir="/tmp")) / ".stack")
+    # one MLflow worker: a second would cost 3 s of CPU at each start (the team test runs two)
+    started = stack_command(
+        layout.root, "up", "--port-base", str(free_port_base()), "--workers", "1"
+    )
+    if started.returncode != 0:
+        stop_stack(layout)
+        raise AssertionError(f"stack up failed:\n{started.stdout}{started.stderr}")
+    return layout
+
+
+def stop_stack(layout: Layout) -> None:
+    """`stack down --delete`, then whatever it left stopped by the process ids the stack
+    recorded when it started them, and its folder removed."""
+    stopped = stack_command(layout.root, "down", "--delete")  # the cluster root keeps outside too
+    for process in layout.started().values():  # if `down` itself failed
+        process.stop()
+    shutil.rmtree(layout.root.parent, ignore_errors=True)
+    assert stopped.returncode == 0, stopped.stderr
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator[Layout]:
+    """A stack of one's own, stopped whatever happened."""
+    layout = start_stack()
+    try:
+        yield layout
+    finally:
+        stop_stack(layout)

@@ -10,7 +10,14 @@ import time
 import mlflow
 import pytest
 import yaml
-from helpers import clean_env, free_port_base, stack_command, stage_checkout, stage_command
+from helpers import (
+    clean_env,
+    free_port_base,
+    running_stack,
+    stack_command,
+    stage_checkout,
+    stage_command,
+)
 from mlflow.tracking import MlflowClient
 
 pytestmark = [pytest.mark.services, pytest.mark.stages]
@@ -31,6 +38,13 @@ def test_an_unreachable_server_stops_the_train_stage_before_any_epoch(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert uri in done.stderr.strip().splitlines()[-1]
     assert "epoch 1/" not in done.stdout and not (root / "models").exists()
+
+
+@pytest.fixture
+def stack():
+    """A stack of this test's own: it stops the tracking server, which the shared one keeps."""
+    with running_stack() as layout:
+        yield layout
 
 
 def test_a_server_restarted_during_training_loses_nothing(stack, tmp_path):
