@@ -61,7 +61,8 @@ _empty_store: Path | None = None
 def empty_store(root: Path) -> None:
     """`root/mlflow.db`: an MLflow SQLite store without runs, copied from one MLflow created once
     per test process (creating the tables runs every schema migration, about a second each
-    time; a stage that finds no store still creates one: test_sweep_queue.py, test_tracking.py)."""
+    time). Stages that find no store still create one: test_sweep_queue.py and
+    test_anomaly_stages.py."""
     global _empty_store
     if _empty_store is None:
         from mlflow.tracking import MlflowClient
