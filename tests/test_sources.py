@@ -73,26 +73,37 @@ def fake_wheel(path, splits, protocol=4):
         )
 
 
-def test_pypi_wheel_pixels_are_recovered_exactly(tmp_path):
+def test_pypi_wheel_pixels_are_recovered_exactly_and_a_stray_value_is_refused(tmp_path):
+    """The training split spans more than one block of rows: the second is checked too."""
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (30, 784), dtype=np.uint8)
-    labels = rng.integers(0, 10, 30).astype(np.int64)
+    train = sources._ROWS_AT_ONCE + 5
+    images = rng.integers(0, 256, (train + 20, 784), dtype=np.uint8)
+    labels = rng.integers(0, 10, train + 20).astype(np.int64)
     as_float = (images / 256).astype(np.float32)  # how the wheel stores pixels
-    fake_wheel(
-        tmp_path / "w.whl",
-        (
-            (as_float[:10], labels[:10]),
-            (as_float[10:20], labels[10:20]),
-            (as_float[20:], labels[20:]),
-        ),
-    )
-    arrays = read_pypi_wheel(tmp_path / "w.whl")
-    assert np.array_equal(arrays["train_images"], images[:20].reshape(-1, 28, 28))  # train + valid
+
+    def wheel(pixels, name):
+        fake_wheel(
+            tmp_path / name,
+            (
+                (pixels[:train], labels[:train]),
+                (pixels[train : train + 10], labels[train : train + 10]),
+                (pixels[train + 10 :], labels[train + 10 :]),
+            ),
+        )
+        return tmp_path / name
+
+    arrays = read_pypi_wheel(wheel(as_float, "w.whl"))
+    train_and_valid = train + 10
+    assert np.array_equal(arrays["train_images"], images[:train_and_valid].reshape(-1, 28, 28))
     assert (
-        np.array_equal(arrays["train_labels"], labels[:20])
+        np.array_equal(arrays["train_labels"], labels[:train_and_valid])
         and arrays["train_labels"].dtype == np.uint8
     )
-    assert np.array_equal(arrays["test_images"], images[20:].reshape(-1, 28, 28))
+    assert np.array_equal(arrays["test_images"], images[train_and_valid:].reshape(-1, 28, 28))
+    stray = as_float.copy()
+    stray[train - 1, 300] += np.float32(0.3 / 256)  # in the last block of the training split
+    with pytest.raises(DataSourceError, match="train: pixel values are not multiples of 1/256"):
+        read_pypi_wheel(wheel(stray, "stray.whl"))
 
 
 class _Exploit:
