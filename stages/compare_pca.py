@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from mnist_ae.analysis.comparison import pca_scores, save_pca_report
-from mnist_ae.analysis.pca import PCA
+from mnist_ae.analysis.comparison import save_pca_report
+from mnist_ae.analysis.pca import PCA, pca_scores
 from mnist_ae.data.pixels import to_unit
 from mnist_ae.data.splits import load_split, split_path
 from mnist_ae.model.devices import select_device

@@ -6,7 +6,8 @@ from __future__ import annotations
 import mlflow
 
 from mnist_ae.analysis.evaluation import evaluate_autoencoder, save_report
-from mnist_ae.analysis.metrics import TASKS, mse_psnr
+from mnist_ae.analysis.metrics import mse_psnr
+from mnist_ae.analysis.tasks import TASKS
 from mnist_ae.data.pixels import to_unit
 from mnist_ae.data.splits import load_split, split_path
 from mnist_ae.pipeline.analysis import AnalysisStage

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_ae.analysis.comparison import compare, pca_scores
-from mnist_ae.analysis.pca import PCA
+from mnist_ae.analysis.comparison import compare
+from mnist_ae.analysis.pca import PCA, pca_scores
 
 
 def low_rank_data(rank: int = 2, dim: int = 6, count: int = 200) -> torch.Tensor:

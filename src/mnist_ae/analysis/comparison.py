@@ -1,5 +1,6 @@
-"""The autoencoder against PCA at the same code size, on clean and noisy test input: PCA's scores
-at every code size (compare-pca), and the autoencoder's error as a ratio of PCA's (promote)."""
+"""The autoencoder against PCA at the same code size, on clean and noisy test input: compare-pca's
+table of PCA's scores, and the autoencoder's error as a ratio of PCA's (promote). Reads and
+writes reports only: no torch."""
 
 from __future__ import annotations
 
@@ -8,11 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mnist_ae.analysis import figures
-from mnist_ae.analysis.metrics import METRICS, TASKS, mse_psnr
-from mnist_ae.analysis.pca import PCA
+from mnist_ae.analysis.tasks import METRICS, TASKS
 from mnist_ae.plumbing.errors import PipelineError
 from mnist_ae.plumbing.outputs import write_csv, write_json
 
@@ -63,23 +61,6 @@ def read_pca_table(path: Path) -> list[dict[str, float]]:
         return rows
 
     return _read(path, "compare-pca", parse)
-
-
-def pca_scores(
-    pca: PCA, sizes: list[int], clean: torch.Tensor, noisy: torch.Tensor
-) -> list[dict[str, float]]:
-    """Test MSE and PSNR of PCA reconstructions (target: the clean images) for each code size.
-
-    A size of 784 or more keeps every component: PCA is then lossless on clean input.
-    """
-    rows = []
-    for k in sizes:
-        row: dict[str, float] = {"code_size": k}
-        for task, inputs in (("reconstruction", clean), ("denoising", noisy)):
-            scores = mse_psnr(pca.reconstruct(inputs, k), clean)
-            row.update({f"{task}_{name}": value for name, value in scores.items()})
-        rows.append(row)
-    return rows
 
 
 def save_pca_report(directory: Path, rows: list[dict[str, float]], code_size: int) -> None:

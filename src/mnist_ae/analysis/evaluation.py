@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from mnist_ae.analysis import figures
-from mnist_ae.analysis.metrics import TASKS, image_metrics, mse_per_digit
+from mnist_ae.analysis.metrics import image_metrics, mse_per_digit
+from mnist_ae.analysis.tasks import TASKS
 from mnist_ae.data.pixels import per_image_mse, to_model_input, to_unit
 from mnist_ae.data.splits import DatasetError, Split, first_of_each_digit
 from mnist_ae.model.networks import Autoencoder

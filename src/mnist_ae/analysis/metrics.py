@@ -7,11 +7,6 @@ import torch
 
 from mnist_ae.data.pixels import per_image_mse, psnr
 
-# The two scored tasks: clean input (reconstruction) and noisy input (denoising); the target is
-# always the clean image.
-TASKS = ("reconstruction", "denoising")
-METRICS = ("mse", "psnr", "ssim", "bce")  # what image_metrics gives for each task
-
 _BCE_EPS = 1e-7
 
 

@@ -9,19 +9,21 @@ import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
-import torch
 
-from mnist_ae.model.devices import select_device
-from mnist_ae.model.model_file import MODEL_FILE, load_model
-from mnist_ae.model.networks import Autoencoder
 from mnist_ae.plumbing.cli import stage_arguments
 from mnist_ae.plumbing.outputs import publish_files
 from mnist_ae.plumbing.params import Params, flatten, load_params
 from mnist_ae.plumbing.repo import repo_root
 from mnist_ae.tracking import runs, store
 from mnist_ae.tracking.run_record import RUN_RECORD, RunRecord, read_run_record
+
+if TYPE_CHECKING:
+    import torch
+
+    from mnist_ae.model.networks import Autoencoder
 
 
 @dataclass
@@ -30,7 +32,7 @@ class AnalysisStage:
     args: argparse.Namespace
     params: Params
     record: RunRecord
-    device: torch.device
+    device: torch.device | None  # None: a stage that only reads reports (promote), without torch
     root: Path
 
     @classmethod
@@ -45,10 +47,16 @@ class AnalysisStage:
         args = stage_arguments(description, **inputs, **trained, out="folder for the reports")
         params = load_params(args.params)
         record = read_run_record(args.model / RUN_RECORD if uses_model else args.run)
-        device = select_device(params.train.device) if uses_model else torch.device("cpu")
+        device = None
+        if uses_model:
+            from mnist_ae.model.devices import select_device  # torch: 1.6 s of promote's 3
+
+            device = select_device(params.train.device)
         return cls(name, args, params, record, device, repo_root())
 
     def load_model(self) -> Autoencoder:
+        from mnist_ae.model.model_file import MODEL_FILE, load_model
+
         return load_model(self.args.model / MODEL_FILE, self.device)
 
     @contextlib.contextmanager

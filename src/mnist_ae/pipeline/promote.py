@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mnist_ae.analysis.metrics import TASKS
+from mnist_ae.analysis.tasks import TASKS
 from mnist_ae.tracking import champion, registry
 from mnist_ae.tracking.run_record import RunRecord
 

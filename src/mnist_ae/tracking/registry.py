@@ -13,11 +13,10 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
-import torch
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -25,6 +24,9 @@ from mlflow.tracking import MlflowClient
 
 from mnist_ae.plumbing.digests import sha256_tree
 from mnist_ae.plumbing.errors import PipelineError
+
+if TYPE_CHECKING:
+    import torch
 
 OUTPUTS_TAG = "outputs"  # "pending" from registration until train's outputs are published
 COMPLETE = "complete"
@@ -52,6 +54,8 @@ def log_and_register_model(
     """Log the model (torch.export format, float32 N x 1 x 28 x 28 in [0, 1] in and out) and
     register it as a new version tagged with `tags` and outputs "pending". The example is a
     numpy batch of at least 2: MLflow then keeps the pyfunc flavor and a free batch size."""
+    import torch  # here only: the champion rule, promote and serve run without it
+
     model = model.to("cpu").eval()
     with torch.no_grad():
         output = model(torch.from_numpy(example)).numpy()
