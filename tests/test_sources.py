@@ -73,10 +73,13 @@ def fake_wheel(path, splits, protocol=4):
         )
 
 
-def test_pypi_wheel_pixels_are_recovered_exactly_and_a_stray_value_is_refused(tmp_path):
-    """The training split spans more than one block of rows: the second is checked too."""
+def test_pypi_wheel_pixels_are_recovered_exactly_and_a_stray_value_is_refused(
+    tmp_path, monkeypatch
+):
+    """Blocks of 8 rows: the training split spans two, and the second is checked too."""
+    monkeypatch.setattr(sources, "_ROWS_AT_ONCE", 8)
     rng = np.random.default_rng(0)
-    train = sources._ROWS_AT_ONCE + 5
+    train = 13
     images = rng.integers(0, 256, (train + 20, 784), dtype=np.uint8)
     labels = rng.integers(0, 10, train + 20).astype(np.int64)
     as_float = (images / 256).astype(np.float32)  # how the wheel stores pixels
