@@ -181,7 +181,7 @@ def test_two_ups_at_once_start_one_stack_and_the_other_says_why(spare_dir):
         for _ in range(2)
     ]  # fmt: skip
     outcomes = sorted((p.wait(timeout=240), p.communicate()[1]) for p in both)
-    assert [status for status, _ in outcomes] == [0, 1]
+    assert [status for status, _ in outcomes] == [0, 1], outcomes
     assert outcomes[1][1].strip() == (
         f"error: another stack command is changing {spare_dir} (it holds stack.lock); wait for "
         "it to finish, then run `stack up` again"
