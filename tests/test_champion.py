@@ -15,11 +15,9 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pytest
-import torch
 from helpers import empty_store
 from mlflow.tracking import MlflowClient
 
-from mnist_ae.model.networks import ModelConfig, build_model
 from mnist_ae.tracking import champion, registry, runs, store
 
 
@@ -93,6 +91,12 @@ def holder(name) -> str | None:
 def test_a_logged_model_is_pending_until_its_outputs_are_complete_checked_and_any_batch(
     sqlite_store, tmp_path
 ):
+    # torch here, not at the top: the racing promotions' processes import this module (spawn)
+    # and would each pay 1.6 s for it
+    import torch
+
+    from mnist_ae.model.networks import ModelConfig, build_model
+
     torch.manual_seed(0)
     model = build_model(ModelConfig("conv", 4))
     example = torch.rand(2, 1, 28, 28).numpy()

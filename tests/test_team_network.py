@@ -91,8 +91,10 @@ def team(network, tmp_path_factory):
     layout = Layout(root)
     base = free_port_base()
     try:
+        # one MLflow worker, as the shared stack (helpers.start_stack): a second costs 4 s of
+        # CPU and serves the same app
         started = stack_on_server(network, root, "up", "--host", network.server_ip,
-                                  "--port-base", str(base))  # fmt: skip
+                                  "--port-base", str(base), "--workers", "1")  # fmt: skip
         assert started.returncode == 0, started.stdout + started.stderr
         for name, role in (("walt", "writer"), ("rita", "reader")):
             added = stack_on_server(network, root, "user", "add", name, "--role", role)
