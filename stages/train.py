@@ -3,9 +3,11 @@ A checkpoint after every epoch lets a killed stage continue where it stopped."""
 
 from __future__ import annotations
 
-from mnist_ae.pipeline import train
+from mnist_ae.data.splits import training_arrays
 from mnist_ae.plumbing.cli import run_stage, stage_arguments
 from mnist_ae.plumbing.params import load_params
+from mnist_ae.plumbing.repo import repo_root
+from mnist_ae.tracking import store
 
 
 def main() -> None:
@@ -19,8 +21,14 @@ def main() -> None:
         checkpoints="per-epoch checkpoints, outside the outputs (relative: to the main repo)",
     )
     params = load_params(args.params)
+    # The splits and the store first: one that is broken fails in a fraction of a second, not
+    # after the 4 s it takes to import torch and MLflow.
+    p = params.train
+    data = training_arrays(args.processed, args.noisy, p.denoise, p.fresh_noise)
+    store.check_before_connecting(repo_root())
+    from mnist_ae.pipeline import train
 
-    job = train.Job.prepare(params, args.processed, args.noisy, args.checkpoints)
+    job = train.Job.prepare(params, data, args.checkpoints)
     outputs = train.Outputs(args.out, args.reports, args.noise_figure)
     result, record = train.run(job, outputs)
     print(

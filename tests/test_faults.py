@@ -201,3 +201,24 @@ def test_a_failed_evaluation_is_its_own_failed_run_and_the_training_stays_finish
     assert "data/noisy/test.npz" in failed.data.tags["mnist_ae.error"]
     assert failed.data.tags["mlflow.parentRunId"] == training.info.run_id
     assert failed.data.tags["mnist_ae.error"] in done.stderr  # the line the user saw
+
+
+# The train stage's command, with a line at exit saying whether torch and MLflow were imported.
+IMPORTED_AT_EXIT = (
+    "import atexit, runpy, sys; atexit.register(lambda: print('imported:', *(m in sys.modules "
+    "for m in ('torch', 'mlflow')), file=sys.stderr)); sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')"
+)
+
+
+@pytest.mark.parametrize("name", ["truncated training split", "corrupt mlflow.db"])
+def test_the_train_stage_names_a_broken_split_or_store_before_importing_torch_or_mlflow(
+    good_run, tmp_path, name
+):
+    root = shutil.copytree(good_run, tmp_path / "repo")
+    FAULTS[name].damage(root)
+    python, *command = stage_command("train")
+    done = subprocess.run([python, "-c", IMPORTED_AT_EXIT, *command], cwd=root, env=clean_env(),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 1 and FAULTS[name].named[0] in done.stderr, done.stderr
+    assert done.stderr.strip().endswith("imported: False False"), done.stderr

@@ -5,6 +5,7 @@ epoch metrics, the run record, and a clear error for a store that is unusable.""
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -234,6 +235,30 @@ def test_an_unreachable_server_fails_fast_naming_its_uri():
     with pytest.raises(store.TrackingError, match=r"http://127\.0\.0\.1:9 .*does not answer"):
         store.check_reachable("http://127.0.0.1:9", within=2.0)
     assert time.monotonic() - started < 10
+
+
+def test_a_broken_or_locked_store_is_found_before_mlflow_is_needed(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(store, "SQLITE_WAIT_SECONDS", 0.1)
+    store.check_before_connecting(tmp_path)  # no store yet: MLflow will create it
+    assert not (tmp_path / "mlflow.db").exists()
+    empty_store(tmp_path)
+    store.check_before_connecting(tmp_path)
+    holder = sqlite3.connect(tmp_path / "mlflow.db", timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of a write
+    try:
+        with pytest.raises(store.TrackingError, match=r"mlflow\.db is locked by another process"):
+            store.check_before_connecting(tmp_path)
+    finally:
+        holder.rollback()
+        holder.close()
+    (tmp_path / "mlflow.db").write_bytes(b"this is not SQLite" * 100)
+    with pytest.raises(store.TrackingError, match=r"mlflow\.db is not a readable SQLite database"):
+        store.check_before_connecting(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setattr(store, "REACH_SECONDS", 0.5)
+    with pytest.raises(store.TrackingError, match=r"http://127\.0\.0\.1:9 .*does not answer"):
+        store.check_before_connecting(tmp_path)
 
 
 def test_a_corrupt_store_is_named(tmp_path, monkeypatch):

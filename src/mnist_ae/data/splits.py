@@ -127,9 +127,11 @@ def load_splits(directory: str | Path, names: tuple[str, ...] = SPLITS) -> dict[
     return {name: load_split(split_path(directory, name)) for name in names}
 
 
-def training_arrays(
-    processed: Path, noisy: Path, denoise: bool, fresh_noise: bool
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[Path, np.ndarray]]:
+# (inputs, targets) of train and val, and each file read with its images
+TrainingData = tuple[dict[str, tuple[np.ndarray, np.ndarray]], dict[Path, np.ndarray]]
+
+
+def training_arrays(processed: Path, noisy: Path, denoise: bool, fresh_noise: bool) -> TrainingData:
     """(inputs, targets) uint8 images of train and val (noisy -> clean when denoising, else the
     same clean array twice), and each file read with its images, in a fixed order. With fresh
     noise the training inputs are drawn during training: train's pair is its clean images

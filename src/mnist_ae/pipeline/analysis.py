@@ -49,7 +49,7 @@ class AnalysisStage:
         record = read_run_record(args.model / RUN_RECORD if uses_model else args.run)
         device = None
         if uses_model:
-            from mnist_ae.model.devices import select_device  # torch: 1.6 s of promote's 3
+            from mnist_ae.model.devices import select_device  # torch (1.6 s), only here
 
             device = select_device(params.train.device)
         return cls(name, args, params, record, device, repo_root())

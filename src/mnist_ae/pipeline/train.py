@@ -14,7 +14,7 @@ import torch
 
 from mnist_ae.analysis import figures
 from mnist_ae.data.pixels import to_model_input
-from mnist_ae.data.splits import training_arrays
+from mnist_ae.data.splits import TrainingData
 from mnist_ae.model.checkpoints import TrainingCheckpoint, checkpoint_key, code_digest
 from mnist_ae.model.devices import (
     configure_backends,
@@ -58,13 +58,14 @@ class Job:
     checkpoint: TrainingCheckpoint
 
     @classmethod
-    def prepare(cls, params: Params, processed: Path, noisy: Path, checkpoints: Path) -> Job:
-        """`checkpoints`: the folder of training checkpoints, relative to the main repository."""
+    def prepare(cls, params: Params, data: TrainingData, checkpoints: Path) -> Job:
+        """`data`: what data.splits.training_arrays read; `checkpoints`: the folder of training
+        checkpoints, relative to the main repository."""
         p, root = params.train, repo_root()
         device = select_device(p.device)
         configure_backends(device)
         precision = resolve_precision(device, p.precision)
-        pairs, sources = training_arrays(processed, noisy, p.denoise, p.fresh_noise)
+        pairs, sources = data
         settings = TrainSettings(
             p.loss,
             p.lr,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import sqlite3
 import ssl
 import time
 import urllib.error
@@ -17,15 +18,12 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
-
 from mnist_ae.plumbing import cli
 from mnist_ae.plumbing.errors import PipelineError
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI's training view
 REACH_SECONDS = 15.0  # a tracking server that does not answer by then is down
+SQLITE_WAIT_SECONDS = 5.0  # how long MLflow's first read of a SQLite store waits for a lock
 
 
 class TrackingError(PipelineError, RuntimeError):
@@ -59,10 +57,10 @@ def problem_reaching(uri: str, timeout: float = 5.0) -> str | None:
         return str(getattr(error, "reason", error))
 
 
-def check_reachable(uri: str, within: float = REACH_SECONDS) -> None:
+def check_reachable(uri: str, within: float | None = None) -> None:
     """A tracking server must answer /health before any work is done (MLflow's client would
-    retry for minutes)."""
-    deadline = time.monotonic() + within
+    retry for minutes); `within` defaults to REACH_SECONDS."""
+    deadline = time.monotonic() + (REACH_SECONDS if within is None else within)
     while (problem := problem_reaching(uri)) is not None:
         if time.monotonic() >= deadline:
             raise TrackingError(
@@ -73,11 +71,28 @@ def check_reachable(uri: str, within: float = REACH_SECONDS) -> None:
         time.sleep(1.0)
 
 
-def translate_error(error: BaseException) -> PipelineError | None:
-    """A store error as one line naming the store: a locked or corrupt SQLite file, a server
-    that stopped answering."""
-    text = f"{type(error).__name__}: {error}"
-    uri = mlflow.get_tracking_uri()
+def check_before_connecting(root: Path) -> None:
+    """What can be known of the store without MLflow, which takes 2 s to import: a server that
+    does not answer, or a local SQLite file that is corrupt or locked by another process, is
+    the TrackingError `connect` would raise later. A store not created yet is fine."""
+    uri = tracking_uri(root)
+    path = root / "mlflow.db"
+    if is_server(uri):
+        check_reachable(uri)
+    elif path.exists():
+        try:
+            opened = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True,
+                                     timeout=SQLITE_WAIT_SECONDS)  # fmt: skip
+            with contextlib.closing(opened) as database:
+                database.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as error:
+            problem = _sqlite_problem(str(error), uri)
+            if problem is None:
+                raise
+            raise problem from None
+
+
+def _sqlite_problem(text: str, uri: str) -> TrackingError | None:
     if "database is locked" in text:
         return TrackingError(
             f"the MLflow store {uri} is locked by another process; wait for it to finish (or "
@@ -88,6 +103,19 @@ def translate_error(error: BaseException) -> PipelineError | None:
             f"the MLflow store {uri} is not a readable SQLite database (corrupt or truncated); "
             "restore it from a backup, or move it aside to start a new store"
         )
+    return None
+
+
+def translate_error(error: BaseException) -> PipelineError | None:
+    """A store error as one line naming the store: a locked or corrupt SQLite file, a server
+    that stopped answering."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = mlflow.get_tracking_uri()
+    problem = _sqlite_problem(f"{type(error).__name__}: {error}", uri)
+    if problem is not None:
+        return problem
     if isinstance(error, MlflowException) and is_server(uri) and "API request" in str(error):
         return TrackingError(f"the MLflow tracking server {uri} failed a request: {error}"[:500])
     return None
@@ -112,6 +140,10 @@ def connect(experiment: str, root: Path) -> str:
     """Point MLflow at the store of the repository `root` and select (creating if needed) the
     experiment; return its id. An unreachable server, or a locked or corrupt SQLite store, is a
     TrackingError here."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
     uri = tracking_uri(root)
     cli.register_translator(translate_error)
     if is_server(uri):
