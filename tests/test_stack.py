@@ -48,6 +48,8 @@ def test_every_service_runs_and_listens_on_loopback_only(stack):
     addresses = listening(stack)
     assert {ip for ip, _ in addresses} == {"127.0.0.1"}
     assert set(stack.ports().values()) <= {port for _, port in addresses}
+    server = psutil.Process(stack.started()["mlflow"].pid)
+    assert server.environ().get("MLFLOW_DISABLE_TELEMETRY") == "true"  # no usage reports out
 
 
 def test_workers_sets_mlflow_s_processes_and_a_running_stack_keeps_its_own(stack):

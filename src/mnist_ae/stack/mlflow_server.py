@@ -147,6 +147,9 @@ class MlflowServer(Service):
             "AWS_SHARED_CREDENTIALS_FILE": str(layout.aws_credentials),
             # The GenAI job runner (a huey process) serves nothing this project uses.
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            # MLflow 3 reports its use to mlflow-telemetry.io unless told not to: a team's
+            # private server talks to no one outside the team.
+            "MLFLOW_DISABLE_TELEMETRY": "true",
         }
         host, port = layout.host(), str(layout.ports()["mlflow"])
         command = [
