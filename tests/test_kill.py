@@ -1,12 +1,12 @@
 """The real train stage, killed: SIGTERM stops it cleanly (run KILLED, checkpoint kept), SIGKILL
 loses at most the current epoch, and the resumed training completes the same MLflow run with each
 epoch logged once. (That a resumed training ends with exactly the weights of an uninterrupted one
-is proven in-process: test_training.py.)"""
+is proven in-process: test_training.py; that a damaged checkpoint is discarded with a warning, and
+the training then starts as if there were none: test_checkpoints.py.)"""
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -54,25 +54,10 @@ def the_run(root: Path):
         mlflow.set_tracking_uri(None)
 
 
-@pytest.fixture(scope="module")
-def sigtermed(tmp_path_factory) -> tuple[Path, str]:
-    """A checkout whose training got SIGTERM after epoch 1, and what it printed; each test works
-    on a copy of it (one interrupted training for both)."""
-    root = stage_checkout(tmp_path_factory.mktemp("kill") / "interrupted", 500, epochs=EPOCHS,
-                          batch_size=50)  # fmt: skip
+def test_sigterm_then_sigkill_then_resume_completes_the_same_run(tmp_path):
+    root = stage_checkout(tmp_path / "repo", 500, epochs=EPOCHS, batch_size=50)
     status, output = train_until(root, f"epoch 1/{EPOCHS}", signal.SIGTERM)
     assert status == 128 + signal.SIGTERM, output
-    return root, output
-
-
-def copy_of(checkout: Path, destination: Path) -> Path:
-    """The checkout elsewhere: the copy's runs keep their artifacts in the original's mlruns."""
-    shutil.copytree(checkout, destination, symlinks=True)
-    return destination
-
-
-def test_sigterm_then_sigkill_then_resume_completes_the_same_run(sigtermed, tmp_path):
-    root, output = copy_of(sigtermed[0], tmp_path / "repo"), sigtermed[1]
     last = output.strip().splitlines()[-1]
     assert last.startswith("error: interrupted by SIGTERM; the checkpoint "), output
     assert "Traceback" not in output
@@ -99,17 +84,3 @@ def test_sigterm_then_sigkill_then_resume_completes_the_same_run(sigtermed, tmp_
     assert steps == list(range(1, EPOCHS + 1))  # each epoch exactly once
     assert [v.tags["outputs"] for v in versions] == ["complete"]
     assert not list(folder.glob("*.pt")) and not list(folder.glob("*.lock"))  # removed
-
-
-def test_a_damaged_checkpoint_is_discarded_with_a_warning_and_training_starts_over(
-    sigtermed, tmp_path
-):
-    root = copy_of(sigtermed[0], tmp_path / "repo")
-    (saved,) = (root / ".checkpoints").glob("*.pt")
-    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])  # a torn write
-    status, output = train_until(root, None, None)
-    assert status == 0, output
-    assert f"warning: checkpoint {saved} is unusable" in output and "starts over" in output
-    assert "resuming" not in output
-    assert all(f"epoch {epoch}/{EPOCHS}" in output for epoch in range(1, EPOCHS + 1))
-    assert not saved.exists()
