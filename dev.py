@@ -2,7 +2,7 @@
 """Set up and run the project with nothing but python3.
 
     python3 dev.py repro [dvc repro options]   # the whole pipeline
-    python3 dev.py test  [pytest options]      # the test suite (about 7 minutes on 2 cores)
+    python3 dev.py test  [pytest options]      # the test suite (about 6 minutes on 2 cores)
     python3 dev.py test --quick                # what needs no server, pipeline or training
     python3 dev.py ui                          # mlflow ui on this repository's store
     python3 dev.py stack up|env|status|down    # the local team stack (PostgreSQL, S3, MLflow)
