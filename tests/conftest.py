@@ -7,6 +7,8 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 from helpers import make_split, start_stack, stop_stack
 
 from mnist_ae.stack.layout import Layout
+from mnist_ae.stack.postgres import CLUSTERS_SETTING
 
 # Three test workers on two cores (the tests wait for servers and subprocesses about a quarter
 # of the time; measured: 2 workers 7:20, 3 workers 6:58, 4 workers 7:16), one thread each, in
@@ -22,6 +25,18 @@ from mnist_ae.stack.layout import Layout
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ["DVC_NO_ANALYTICS"] = "1"  # tests send traffic to loopback only
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every stack of this run keeps PostgreSQL's clusters in a place made from nothing: a new
+    folder (standing for /var/lib) of which no level below exists yet, so that no test leans on
+    what an earlier run left in the postgres account's home. The test workers inherit it."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    fresh = Path(tempfile.mkdtemp(prefix="mnist-ae-fresh-", dir="/tmp"))
+    fresh.chmod(0o755)  # as /var/lib is: every account may pass through
+    os.environ[CLUSTERS_SETTING] = str(fresh / "postgresql" / "mnist-ae-stacks")
+    config.add_cleanup(lambda: shutil.rmtree(fresh, ignore_errors=True))
 
 
 # The longest files first, so that the workers finish together: pytest-xdist hands out whole

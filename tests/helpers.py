@@ -85,11 +85,22 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run(
-    args: list[str], cwd: Path, env: dict[str, str] | None = None, ok: bool = True, timeout=900
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    ok: bool = True,
+    timeout=900,
+    **options,
 ) -> subprocess.CompletedProcess:
     """A command as a user runs it; with `ok`, it must succeed (its output shown if not)."""
     done = subprocess.run(
-        args, cwd=cwd, env=env or clean_env(), capture_output=True, text=True, timeout=timeout
+        args,
+        cwd=cwd,
+        env=env or clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **options,
     )
     if ok:
         assert done.returncode == 0, f"{args}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
@@ -157,10 +168,13 @@ def free_port_base() -> int:
     raise RuntimeError("no ten consecutive free ports on 127.0.0.1")
 
 
-def stack_command(directory: Path, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    """`dev.py stack ...` as a user runs it (through this environment's python)."""
+def stack_command(
+    directory: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`dev.py stack ...` as a user runs it (through this environment's python), from a shell
+    with the strictest usual umask."""
     command = [sys.executable, "-m", "mnist_ae.stack", *args, "--dir", str(directory)]
-    return run(command, REPO, ok=False, timeout=timeout)
+    return run(command, REPO, env=env, ok=False, timeout=timeout, umask=0o077)
 
 
 def start_stack() -> Layout:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
 import stat
@@ -19,9 +20,10 @@ import psutil
 import pytest
 from helpers import REPO, clean_env, free_port_base, stack_command
 
+from mnist_ae.stack.folders import Account
 from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, Layout
-from mnist_ae.stack.postgres import PostgreSQL
-from mnist_ae.stack.processes import StackError
+from mnist_ae.stack.postgres import CLUSTERS_SETTING, PostgreSQL
+from mnist_ae.stack.processes import StackError, Started
 from mnist_ae.stack.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.services
@@ -216,3 +218,92 @@ def test_seaweedfs_gets_no_environment_but_its_own(stack):
     environment = psutil.Process(stack.started()["seaweedfs"].pid).environ()
     assert set(environment) == {"PATH", "HOME", "TMPDIR"}
     assert environment["HOME"] == str(stack.folder("seaweedfs"))
+
+
+def test_the_stack_starts_from_nothing_with_each_level_made_for_its_account(stack):
+    """The suite's stack was started under umask 077 with no level of its clusters' place made
+    (conftest): each level it made has the owner and mode of the account that uses it."""
+    place = Path(os.environ[CLUSTERS_SETTING])
+    cluster, account = PostgreSQL().cluster(stack), PostgreSQL().account()
+    assert cluster.parent == place
+    me = os.geteuid()
+    if account.uid != me:  # root: the postgres account passes through, and owns its cluster
+        expected = {place.parent: (me, 0o755), place: (me, 0o711), cluster: (account.uid, 0o700)}
+    else:
+        expected = {place.parent: (me, 0o755), place: (me, 0o700), cluster: (me, 0o700)}
+    found = {p: (p.lstat().st_uid, stat.S_IMODE(p.lstat().st_mode)) for p in expected}
+    assert found == expected
+    names = [p.name for p in place.iterdir()]  # the clusters of this run's stacks
+    assert cluster.name in names and not any(name.endswith(".pw") for name in names)
+    postmaster = psutil.Process(stack.started()["postgres"].pid)
+    assert postmaster.uids().real == account.uid
+    assert PostgreSQL()._postmaster(stack) == stack.started()["postgres"]
+
+
+@pytest.fixture
+def postgres_home():
+    """A folder of the postgres account's, as its home is: it can add and replace names in it."""
+    home = Path(tempfile.mkdtemp(prefix="mnist-ae-pghome-", dir="/tmp"))
+    account = Account.named("postgres")
+    os.chown(home, account.uid, account.gid)
+    home.chmod(0o755)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def as_postgres(*command: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root stack runs PostgreSQL as postgres")
+@pytest.mark.parametrize("planted", ["a link to another folder", "a folder of its own"])
+def test_what_the_postgres_account_plants_in_its_home_is_refused(planted, postgres_home, spare_dir):
+    """The postgres account puts a link (to a folder of root's, standing for /etc) or a folder
+    of its own where the stack keeps its clusters: `up` refuses in one line, changes nothing
+    there and starts nothing."""
+    victim = Path(tempfile.mkdtemp(prefix="mnist-ae-victim-", dir="/tmp"))
+    victim.chmod(0o755)
+    place = postgres_home / "mnist-ae-stacks"
+    if planted == "a link to another folder":
+        as_postgres("ln", "-s", str(victim), str(place))
+        why = "a symbolic link where the stack makes folders"
+    else:
+        as_postgres("mkdir", str(place))
+        why = "owned by postgres, not root"
+    try:
+        result = stack_command(
+            spare_dir, "up", "--port-base", str(free_port_base()), "--workers", "1",
+            env=clean_env(**{CLUSTERS_SETTING: str(place)}),
+        )  # fmt: skip
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"error: {place}: {why}; the stack follows no link and uses no folder it did not "
+            "make here: move it aside, then run `stack up` again"
+        ]
+        assert list(victim.iterdir()) == [] and victim.stat().st_uid == 0
+        assert stat.S_IMODE(victim.stat().st_mode) == 0o755
+        assert Layout(spare_dir).started() == {}
+    finally:
+        shutil.rmtree(victim, ignore_errors=True)
+
+
+def test_a_pid_file_that_names_another_process_gets_it_no_signal(tmp_path):
+    """postmaster.pid is the postgres account's to write: a process it names that is not this
+    cluster's postmaster (here one of root's, with the cluster's data folder in its arguments)
+    is neither recorded nor stopped."""
+    layout = Layout(tmp_path / ".stack")
+    cluster = tmp_path / "cluster"
+    layout.remember(postgres_cluster=str(cluster))
+    data = PostgreSQL().data_dir(layout)
+    data.mkdir(parents=True)
+    victim = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "-D", str(data)]
+    )
+    try:
+        (data / "postmaster.pid").write_text(f"{victim.pid}\n{data}\n")
+        assert PostgreSQL()._postmaster(layout) is None
+        PostgreSQL()._stop_postmaster(layout)
+        assert Started.of(victim.pid).running() and victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()

@@ -196,8 +196,9 @@ ACTIONS = textwrap.dedent("""
     experiment = client.get_run(run_id).info.experiment_id if "--no-login" not in sys.argv else "1"
     attempt("open the UI", open_the_ui)
     attempt("search runs", lambda: client.search_runs([experiment]))
-    attempt("download artifacts", lambda: client.download_artifacts(
-        run_id, "train/losses.csv", tempfile.mkdtemp()))
+    with tempfile.TemporaryDirectory() as folder:
+        attempt("download artifacts", lambda: client.download_artifacts(
+            run_id, "train/losses.csv", folder))
     attempt("read the champion", lambda: client.get_model_version_by_alias(name, "champion"))
     attempt("create a run", lambda: client.create_run(experiment))
     attempt("register a version", lambda: client.create_model_version(

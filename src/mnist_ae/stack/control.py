@@ -173,9 +173,8 @@ def down(layout: Layout, delete: bool = False) -> list[str]:
             layout.record(service.name, None)
             _remove_leftovers(service, layout)
         if delete:
-            for folder in (POSTGRES.cluster(layout), layout.root):  # the lock goes last
-                if folder.exists():
-                    shutil.rmtree(folder)
+            POSTGRES.delete(layout)
+            shutil.rmtree(layout.root)  # the lock goes last
         return stopped
 
 

@@ -194,6 +194,12 @@ class Layout:
         records = self.load_state().get("processes", {})
         return {name: Started(**record) for name, record in records.items()}
 
+    def remember(self, **values: str) -> None:
+        """Keep facts a later command needs in the state (where PostgreSQL's cluster is)."""
+        state = self.load_state()
+        if any(state.get(key) != value for key, value in values.items()):
+            self.save_state(state | values)
+
     def record(self, component: str, process: Started | None) -> None:
         state = self.load_state()
         processes = state.setdefault("processes", {})

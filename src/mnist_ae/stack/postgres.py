@@ -3,9 +3,11 @@ MLflow's runs and registry (database `mlflow`) and, on a network address, MLflow
 permissions (database `mlflow_auth`).
 
 PostgreSQL refuses to run as root, so a root stack runs it as the unprivileged `postgres`
-account, with its cluster in that account's home (`~postgres/mnist-ae-stacks/<id>/`): the stack
-folder itself stays readable by its owner only, even in a 0700 home such as /root. The server
-programs are those of the cluster's own PG_VERSION.
+account, with its cluster outside the stack folder (which stays readable by its owner only, even
+in a 0700 home such as /root): in `$MNIST_AE_PG_CLUSTERS/<id>/`, by default
+`~postgres/mnist-ae-stacks/<id>/`. Root makes those folders from nothing and writes nothing
+through a link the postgres account could plant (`stack.folders`), and signals only a process
+that is this cluster's postmaster. The server programs are those of the cluster's own PG_VERSION.
 """
 
 from __future__ import annotations
@@ -16,16 +18,19 @@ import pwd
 import shutil
 import signal
 import subprocess
+from contextlib import ExitStack
 from pathlib import Path
 
 import psutil
 
 from mnist_ae.plumbing.digests import sha256_bytes
+from mnist_ae.stack.folders import Account, Folder
 from mnist_ae.stack.layout import AUTH_DATABASE, DATABASE, Layout
 from mnist_ae.stack.processes import LOOPBACK, StackError, Started
 from mnist_ae.stack.service import Service
 
 POSTGRES_USER = "postgres"  # the unprivileged account the cluster runs as when we are root
+CLUSTERS_SETTING = "MNIST_AE_PG_CLUSTERS"  # where new clusters go (tests: a fresh folder)
 
 
 def _as_root() -> bool:
@@ -63,14 +68,23 @@ class PostgreSQL(Service):
                 return f"running as root needs the unprivileged user {POSTGRES_USER!r}"
         return None
 
+    def account(self) -> Account:
+        """The account PostgreSQL runs as."""
+        return Account.named(POSTGRES_USER) if _as_root() else Account.current()
+
     def cluster(self, layout: Layout) -> Path:
-        """The cluster's folder: its data and its log. For root, in the postgres account's
-        home, named by the stack folder (a cluster an older stack kept inside it stays)."""
-        inside = layout.folder("postgres")
-        if not _as_root() or (inside / "data" / "PG_VERSION").is_file():
-            return inside
-        home = Path(pwd.getpwnam(POSTGRES_USER).pw_dir)
-        return home / "mnist-ae-stacks" / sha256_bytes(str(layout.root).encode())[:16]
+        """The cluster's folder: its data and its log. Where `up` first made it (stack.json
+        keeps it); for a new one `$MNIST_AE_PG_CLUSTERS/<id>` (named by the stack folder), else,
+        for root, the same in the postgres account's home, else inside the stack folder."""
+        kept = layout.load_state().get("postgres_cluster")
+        if kept:
+            return Path(kept)
+        place = os.environ.get(CLUSTERS_SETTING)
+        if not place and not _as_root():
+            return layout.folder("postgres")
+        home = Path(place or Path(pwd.getpwnam(POSTGRES_USER).pw_dir) / "mnist-ae-stacks")
+        home = Path(os.path.normpath(home.absolute()))
+        return home / sha256_bytes(str(layout.root).encode())[:16]
 
     def data_dir(self, layout: Layout) -> Path:
         return self.cluster(layout) / "data"
@@ -99,34 +113,47 @@ class PostgreSQL(Service):
             detail = (result.stderr or result.stdout).strip().splitlines()
             raise StackError(f"postgres: {what} failed: {detail[-1] if detail else 'no output'}")
 
+    def _holder(self, layout: Layout, stack: ExitStack) -> Folder:
+        """The caller's folder that holds the cluster, reached and made safely: only the
+        account that runs PostgreSQL passes through it when that is not the caller."""
+        cluster, account = self.cluster(layout), self.account()
+        mode = 0o700 if account == Account.current() else 0o711
+        above = stack.enter_context(Folder.reach(cluster.parent.parent, account))
+        return stack.enter_context(above.child(cluster.parent.name, mode, Account.current()))
+
     def _prepare(self, layout: Layout) -> None:
         """The cluster's folder, owned by the account that runs it, and a new cluster (once)."""
-        cluster = self.cluster(layout)
-        cluster.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if _as_root():
-            account = pwd.getpwnam(POSTGRES_USER)
-            os.chown(cluster, account.pw_uid, account.pw_gid)
-        if (self.data_dir(layout) / "PG_VERSION").is_file():
+        cluster, account = self.cluster(layout), self.account()
+        with ExitStack() as stack:
+            holder = self._holder(layout, stack)
+            stack.enter_context(holder.child(cluster.name, 0o700, account))
+            layout.remember(postgres_cluster=str(cluster))
+            if (self.data_dir(layout) / "PG_VERSION").is_file():
+                return
+            # initdb reads the admin password from a file only its account can read, beside the
+            # cluster in the caller's folder (never in a folder of the postgres account's)
+            name = f"{cluster.name}.initdb.pw"
+            secret = layout.secrets().postgres_admin_password + "\n"
+            password_file = holder.write_secret(name, secret, account)
+            initdb = str(self.programs(layout) / "initdb")
+            try:
+                self._run(
+                    [
+                        *(initdb, "-D", str(self.data_dir(layout)), "-U", "admin"),
+                        *(f"--pwfile={password_file}", "-A", "scram-sha-256"),
+                        *("-E", "UTF8", "--no-locale"),
+                    ],
+                    "initdb",
+                )
+            finally:
+                holder.remove_file(name)
+
+    def delete(self, layout: Layout) -> None:
+        """The cluster, for good (`stack down --delete`), without following a link in it."""
+        if not os.path.lexists(self.cluster(layout)):
             return
-        # initdb reads the admin password from a file only its account can read, then it goes
-        password_file = cluster / "initdb.pw"
-        descriptor = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(layout.secrets().postgres_admin_password + "\n")
-        if _as_root():
-            os.chown(password_file, pwd.getpwnam(POSTGRES_USER).pw_uid, -1)
-        initdb = str(self.programs(layout) / "initdb")
-        try:
-            self._run(
-                [
-                    *(initdb, "-D", str(self.data_dir(layout)), "-U", "admin"),
-                    *(f"--pwfile={password_file}", "-A", "scram-sha-256"),
-                    *("-E", "UTF8", "--no-locale"),
-                ],
-                "initdb",
-            )
-        finally:
-            password_file.unlink(missing_ok=True)
+        with ExitStack() as stack:
+            self._holder(layout, stack).remove_tree(self.cluster(layout).name)
 
     def start(self, layout: Layout) -> Started:
         self._prepare(layout)
@@ -142,24 +169,42 @@ class PostgreSQL(Service):
                 ],
                 "pg_ctl start",
             )
-            return Started.of(self._postmaster(layout))
+            postmaster = self._postmaster(layout)
+            if postmaster is None:
+                raise StackError(
+                    f"postgres: {self.data_dir(layout) / 'postmaster.pid'} names no process of "
+                    "this cluster's PostgreSQL; see its log " + str(self.log(layout))
+                )
+            return postmaster
         except BaseException:
             self._stop_postmaster(layout)  # a start that timed out may have left it running
             raise
 
-    def _postmaster(self, layout: Layout) -> int:
-        return int((self.data_dir(layout) / "postmaster.pid").read_text().split()[0])
+    def _postmaster(self, layout: Layout) -> Started | None:
+        """The process that postmaster.pid names, if it is this cluster's postmaster: the
+        server program of its version, run by its account with its data folder. The pid file
+        is the postgres account's to write, so its number alone proves nothing."""
+        try:
+            pid = int((self.data_dir(layout) / "postmaster.pid").read_text().split()[0])
+            process = psutil.Process(pid)
+            arguments = process.cmdline()
+            program = (self.programs(layout) / "postgres").resolve()
+            data = str(self.data_dir(layout))
+            if (
+                process.uids().real == self.account().uid
+                and Path(process.exe()) == program
+                and any(arguments[i : i + 2] == ["-D", data] for i in range(len(arguments)))
+            ):
+                return Started(pid, process.create_time())
+        except (OSError, ValueError, IndexError, psutil.Error):
+            pass
+        return None
 
     def _stop_postmaster(self, layout: Layout) -> None:
         """Stop the postmaster of this cluster, whoever started it (nothing if none runs)."""
-        try:
-            pid = self._postmaster(layout)
-            process = psutil.Process(pid)
-            if not any(str(self.data_dir(layout)) in part for part in process.cmdline()):
-                return  # a stale pid file: the number belongs to another program now
-            Started.of(pid).stop(self.stop_signal, self.stop_grace)
-        except (OSError, ValueError, IndexError, psutil.Error):
-            return
+        process = self._postmaster(layout)
+        if process is not None:
+            process.stop(self.stop_signal, self.stop_grace)
 
     def _connect(self, layout: Layout, user: str, password: str, database: str):
         import psycopg2
