@@ -119,7 +119,7 @@ def champion(params, into: Path):
 
     from mnist_ae.tracking import registry, store
 
-    store.connect(params.mlflow.experiment, repo_root())
+    store.connect_to_read(repo_root())
     name = params.mlflow.registered_model
     version, local = registry.verified_copy(name, "@champion", into)
     score = version.tags.get("test_denoising_psnr")

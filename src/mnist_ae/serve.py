@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, help="params.yaml (default: the repository's)")
     args = parser.parse_args(argv)
     params = load_params(args.params or repo_root() / "params.yaml")
-    store.connect(params.mlflow.experiment, repo_root())
+    store.connect_to_read(repo_root())
     name = params.mlflow.registered_model
     with tempfile.TemporaryDirectory(prefix="served-model-") as copy:
         version, local = registry.verified_copy(name, args.version, Path(copy))

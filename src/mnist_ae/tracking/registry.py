@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 
 from mnist_ae.plumbing.digests import sha256_tree
 from mnist_ae.plumbing.errors import PipelineError
+from mnist_ae.tracking.store import TrackingError
 
 if TYPE_CHECKING:
     import torch
@@ -115,10 +116,7 @@ def verified_copy(name: str, reference: str, into: Path) -> tuple[ModelVersion, 
     its files against the digest its training recorded on its run; return the version and the
     local copy to load. A mismatch, or a version with no recorded digest, is refused."""
     client = MlflowClient()
-    if reference.startswith("@"):
-        version = client.get_model_version_by_alias(name, reference[1:])
-    else:
-        version = client.get_model_version(name, reference)
+    version = _find_version(client, name, reference)
     label = f"{name} version {version.version}"
     expected = client.get_run(version.run_id).data.tags.get(MODEL_TAG) if version.run_id else None
     if not expected:
@@ -136,6 +134,36 @@ def verified_copy(name: str, reference: str, into: Path) -> tuple[ModelVersion, 
             f"its training recorded (run {version.run_id}): changed after registration; refused"
         )
     return version, local
+
+
+def _find_version(client: MlflowClient, name: str, reference: str) -> ModelVersion:
+    """Version `reference` of `name`; a model, alias or version that does not exist yet is a
+    TrackingError that says what to run."""
+    try:
+        if reference.startswith("@"):
+            return client.get_model_version_by_alias(name, reference[1:])
+        return client.get_model_version(name, reference)
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise
+    store = mlflow.get_tracking_uri()
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        versions = []
+    if not versions:
+        raise TrackingError(
+            f"no model {name} is registered in the MLflow store {store}: train one first "
+            "(python3 dev.py repro), or point MLFLOW_TRACKING_URI at the team's server"
+        ) from None
+    if reference.startswith("@"):
+        raise TrackingError(
+            f"model {name} has no {reference} in {store}: no version has passed the champion "
+            "rule yet (it must beat PCA at its code size); run python3 dev.py repro, whose "
+            "promote stage sets it"
+        ) from None
+    numbers = ", ".join(str(n) for n in sorted(int(v.version) for v in versions))
+    raise TrackingError(f"model {name} has no version {reference} (it has {numbers})") from None
 
 
 def verify(name: str, version: str) -> str | None:

@@ -136,6 +136,24 @@ def _creating_store(root: Path, uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def connect_to_read(root: Path) -> str:
+    """Point MLflow at the store of the repository `root` to read its registry, creating
+    nothing: a local store that does not exist yet, an unreachable server, or a locked or
+    corrupt SQLite store is a TrackingError that says what to do. Returns the store's URI."""
+    import mlflow
+
+    uri = tracking_uri(root)
+    if not is_server(uri) and not (root / "mlflow.db").is_file():
+        raise TrackingError(
+            f"no MLflow store in {root} (mlflow.db): train a model first (python3 dev.py "
+            "repro), or point MLFLOW_TRACKING_URI at the team's server"
+        )
+    check_before_connecting(root)
+    cli.register_translator(translate_error)
+    mlflow.set_tracking_uri(uri)
+    return uri
+
+
 def connect(experiment: str, root: Path) -> str:
     """Point MLflow at the store of the repository `root` and select (creating if needed) the
     experiment; return its id. An unreachable server, or a locked or corrupt SQLite store, is a
