@@ -15,6 +15,7 @@ the command inside that environment.
 
 from __future__ import annotations
 
+import glob
 import importlib
 import os
 import shutil
@@ -43,6 +44,12 @@ COMMANDS = {
 
 QUICK = "not (services or pipeline or stages)"  # pytest's -m for `test --quick`
 FIX = "run `apt-get install python3-venv` (Debian, Ubuntu) or `pip install uv`, then this again"
+
+
+def postgresql_missing() -> bool:
+    """The full suite starts the team stack, which runs PostgreSQL from the system's package
+    (Debian installs its programs under /usr/lib/postgresql/<version>/bin, off PATH)."""
+    return not (glob.glob("/usr/lib/postgresql/*/bin/initdb") or shutil.which("initdb"))
 
 
 def find_uv() -> str:
@@ -89,6 +96,13 @@ def main(argv: list[str]) -> int:
     command, rest = COMMANDS[argv[0]], argv[1:]
     if argv[0] == "test" and "--quick" in rest:
         rest = ["-m", QUICK, *(arg for arg in rest if arg != "--quick")]
+    elif argv[0] == "test" and postgresql_missing():
+        print(
+            "error: the test suite starts the team stack, which needs PostgreSQL: "
+            "apt-get install postgresql (as root, once), or run `python3 dev.py test --quick`",
+            file=sys.stderr,
+        )
+        return 1
     uv = find_uv()
     # Compiled bytecode: stages start seconds faster where PYTHONDONTWRITEBYTECODE is set.
     sync = [uv, "sync", "--locked", "--quiet", "--compile-bytecode"]

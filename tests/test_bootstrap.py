@@ -3,6 +3,7 @@ installed: it installs uv with the Python's own pip, or fails in one line naming
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,14 +23,22 @@ def without(modules: tuple[str, ...], folder: Path) -> Path:
     return folder
 
 
-def dev_py(python: str, tmp_path: Path, hidden: Path, *args: str) -> subprocess.CompletedProcess:
-    """dev.py alone in a fresh folder, run by `python` with `hidden`'s modules unimportable."""
+def dev_py(
+    python: str, tmp_path: Path, hidden: Path, *args: str, wrapper: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    """dev.py alone in a fresh folder, run by `python` (through `wrapper`) with `hidden`'s
+    modules unimportable."""
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(REPO / "dev.py", project / "dev.py")
     env = {"PATH": SYSTEM_PATH, "HOME": str(tmp_path), "PYTHONPATH": str(hidden)}
     return subprocess.run(
-        [python, "dev.py", *args], cwd=project, env=env, capture_output=True, text=True, timeout=300
+        [*wrapper, python, "dev.py", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -62,3 +71,21 @@ def test_without_ensurepip_it_installs_uv_with_pip(tmp_path):
     assert version.stdout.startswith("uv 0.")
     # It went on to sync, which needs the project: alone, dev.py has none.
     assert done.returncode != 0 and "pyproject.toml" in done.stderr
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="hiding PostgreSQL needs root and a mount namespace",
+)
+def test_the_suite_without_postgresql_says_what_to_install_before_anything_runs(tmp_path):
+    """PostgreSQL hidden for real: an empty file system over its programs, in a mount namespace
+    of this test's own."""
+    hide = ("unshare", "--mount", "sh", "-c", 'mount -t tmpfs none /usr/lib/postgresql && "$@"')
+    nothing_hidden = without((), tmp_path / "hidden")
+    done = dev_py(sys.executable, tmp_path, nothing_hidden, "test", wrapper=(*hide, "sh"))
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "error: the test suite starts the team stack, which needs PostgreSQL: apt-get install "
+        "postgresql (as root, once), or run `python3 dev.py test --quick`"
+    ]
+    assert not (tmp_path / "project" / ".tools").exists()  # before uv, before any test
