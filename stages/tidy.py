@@ -1,7 +1,8 @@
-"""DVC stage `tidy`: after a kill, close the MLflow runs the killed stage left RUNNING and remove
-the checkpoint of the training whose outputs are in place. It runs when the checkpoints folder
-changed since its last run, which is what a killed training leaves, also when DVC restores the
-train stage from its run-cache instead of running it."""
+"""DVC stage `tidy`: close the MLflow runs a killed stage left RUNNING and remove the checkpoint
+of the training whose outputs are in place. It runs after every training (models/run.json
+changes) and when the checkpoints folder changed, which is what a killed training leaves, also
+when DVC restores the train stage from its run-cache instead of running it; with nothing left
+behind, it does nothing."""
 
 from __future__ import annotations
 

@@ -128,21 +128,26 @@ def champion(params, into: Path):
     return mlflow.pyfunc.load_model(str(local)), about
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The command line, also for the docs' check of every command they show."""
+    top = argparse.ArgumentParser(
         prog="python -m mnist_ae.denoise", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("inputs", nargs="+", type=Path, help="PNG or JPEG files, or folders")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the results")
-    framing = parser.add_mutually_exclusive_group()
+    top.add_argument("inputs", nargs="+", type=Path, help="PNG or JPEG files, or folders")
+    top.add_argument("--out", type=Path, required=True, help="folder for the results")
+    framing = top.add_mutually_exclusive_group()
     framing.add_argument(
         "--fit", dest="fit", action="store_true", default=None, help="convert every picture"
     )
     framing.add_argument(
         "--as-is", dest="fit", action="store_false", help="take 28 x 28 pictures as they are"
     )
-    parser.add_argument("--params", type=Path, help="params.yaml (default: the repository's)")
-    args = parser.parse_args(argv)
+    top.add_argument("--params", type=Path, help="params.yaml (default: the repository's)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     # MLflow's download progress bars would bury the lines that name each picture
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     params = load_params(args.params or repo_root() / "params.yaml")

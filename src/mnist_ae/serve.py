@@ -27,15 +27,20 @@ from mnist_ae.plumbing.repo import repo_root
 from mnist_ae.tracking import registry, store
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The command line, also for the docs' check of every command they show."""
+    top = argparse.ArgumentParser(
         prog="python -m mnist_ae.serve", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=5001)
-    parser.add_argument("--version", default="@champion", help="a version number, or @alias")
-    parser.add_argument("--params", type=Path, help="params.yaml (default: the repository's)")
-    args = parser.parse_args(argv)
+    top.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    top.add_argument("--port", type=int, default=5001)
+    top.add_argument("--version", default="@champion", help="a version number, or @alias")
+    top.add_argument("--params", type=Path, help="params.yaml (default: the repository's)")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     params = load_params(args.params or repo_root() / "params.yaml")
     store.connect_to_read(repo_root())
     name = params.mlflow.registered_model

@@ -107,22 +107,29 @@ def collect(params_path: Path, pca_csv: Path, out: Path) -> list[dict[str, float
     return table
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("run", "collect"))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    """The command line, also for the docs' check of every command they show."""
+    top = argparse.ArgumentParser(
+        prog="python -m mnist_ae.sweep", description=__doc__.split("\n")[0]
+    )
+    top.add_argument("command", choices=("run", "collect"))
+    top.add_argument("--sizes", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
+    top.add_argument(
         "--set",
         dest="settings",
         action="append",
         default=[],
         help="extra `dvc exp run -S` settings, e.g. train.epochs=10",
     )
-    parser.add_argument("--jobs", type=int, default=1, help="experiments run at once")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    parser.add_argument("--pca", type=Path, default=Path("reports/compare_pca/pca.csv"))
-    parser.add_argument("--out", type=Path, default=Path("reports/sweep"))
-    args = parser.parse_args(argv)
+    top.add_argument("--jobs", type=int, default=1, help="experiments run at once")
+    top.add_argument("--params", type=Path, default=Path("params.yaml"))
+    top.add_argument("--pca", type=Path, default=Path("reports/compare_pca/pca.csv"))
+    top.add_argument("--out", type=Path, default=Path("reports/sweep"))
+    return top
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
     if args.command == "run":
         run(args.sizes, args.settings, args.jobs)
     collect(args.params, args.pca, args.out)

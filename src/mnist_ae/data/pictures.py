@@ -26,8 +26,11 @@ MNIST's scale (the network saw only MNIST's).
 from __future__ import annotations
 
 import numpy as np
+import torch
 from PIL import Image
 from scipy import ndimage
+
+from mnist_ae.data.pixels import to_uint8, to_unit
 
 SIDE, BOX = 28, 20  # MNIST: the digit fits a 20x20 box centred by mass in 28x28
 KEEP_SHARE = 0.2  # ink regions at least this share of the largest are part of the digit
@@ -43,7 +46,12 @@ def grayscale(image: Image.Image) -> np.ndarray:
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, image.convert("RGBA"))
-    return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    return _unit(image.convert("L"))
+
+
+def _unit(image: Image.Image) -> np.ndarray:
+    """An 8-bit grayscale picture's pixels in [0, 1], scaled as MNIST's are (data.pixels)."""
+    return to_unit(np.array(image)).numpy()  # a copy: torch takes no read-only array
 
 
 def _border(pixels: np.ndarray) -> np.ndarray:
@@ -88,8 +96,8 @@ def fit_into_mnist(digit: np.ndarray) -> np.ndarray:
     height, width = digit.shape
     scale = BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    image = Image.fromarray((np.clip(digit, 0, 1) * 255).round().astype(np.uint8))
-    fitted = np.asarray(image.resize(size, Image.Resampling.LANCZOS), np.float32) / 255.0
+    image = Image.fromarray(to_uint8(torch.from_numpy(np.asarray(digit, np.float32))).numpy())
+    fitted = _unit(image.resize(size, Image.Resampling.LANCZOS))
     rows, cols = ndimage.center_of_mass(fitted)
     # MNIST's digits have their centre of mass at pixel (14, 14), measured: 13.99 and 14.01 on
     # average over the test set, not at the middle of the grid (13.5)

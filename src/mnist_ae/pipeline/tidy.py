@@ -3,8 +3,9 @@ restores that stage's outputs from its run-cache instead of running it again.
 
 MLflow runs of this checkout left RUNNING by a process that is gone are marked FAILED, and the
 checkpoint of the training whose outputs are in place (its key is in run.json) is removed unless
-a process is training with it. DVC runs this stage whenever the checkpoints folder changed since
-its last run, which is what a killed training leaves.
+a process is training with it. DVC runs this stage after every training (run.json changes) and
+whenever the checkpoints folder changed since its last run, which is what a killed training
+leaves.
 """
 
 from __future__ import annotations

@@ -1,4 +1,16 @@
-"""Command line of the team stack (see mnist_ae.stack)."""
+"""The team stack on this machine: PostgreSQL, S3 storage (SeaweedFS) and an MLflow server.
+
+python3 dev.py stack up                 # on 127.0.0.1: this machine only, no logins
+python3 dev.py stack up --host ADDRESS  # for a team: TLS, logins and roles
+python3 dev.py stack user add NAME --role reader|writer    # (and remove, list)
+python3 dev.py stack env [--user NAME]  # export lines: eval "$(python3 dev.py stack env)"
+python3 dev.py stack status             # what runs where
+python3 dev.py stack down               # stop exactly the processes `up` started
+
+Its state, secrets and logs are in .stack/ (or --dir), readable by their owner only. Run as
+root, PostgreSQL runs as the postgres account, with its cluster in ~postgres/mnist-ae-stacks/
+(or $MNIST_AE_PG_CLUSTERS). More: docs/team-stack.md.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-from mnist_ae import stack
 from mnist_ae.plumbing.cli import run_stage
 from mnist_ae.plumbing.repo import repo_root
 from mnist_ae.stack import control
@@ -22,9 +33,9 @@ from mnist_ae.stack.tls import ServerTLS
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="dev.py stack",
-        description=stack.__doc__.split("\n\n")[0].replace("\n", " "),
+        description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=stack.__doc__.split("\n\n", 1)[1],
+        epilog=__doc__.split("\n\n", 1)[1],
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(

@@ -5,8 +5,8 @@ Every port is pinned (SeaweedFS would otherwise move a taken port to the next fr
 saying so). Secrets and users are generated once, kept in owner-only files written atomically,
 and never printed: clients read them through files (AWS_SHARED_CREDENTIALS_FILE, and
 `stack env --user NAME`'s files). A damaged state file is one clear error naming it.
-Just over 250 lines on purpose: this one module owns every path and file of the stack folder, so
-that no other module builds a path into it.
+This module names the stack folder's own files and a folder per component; what lies inside a
+component's folder is that component's module's business.
 """
 
 from __future__ import annotations
