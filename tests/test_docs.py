@@ -1,7 +1,8 @@
 """README.md and docs/ stay true: links resolve, results equal the committed reports, the params
 reference matches the schema and dvc.yaml, runnable blocks compile (test_e2e.py runs them
-against a real champion), the front-page figure is the default run's. Each check is also shown
-catching a broken copy."""
+against a real champion), the front-page figure is the default run's, every command shown is
+one its program takes, the diagrams are dvc.yaml's graph, every environment variable and port
+named is real. Each check is also shown catching a broken copy."""
 
 from __future__ import annotations
 
@@ -17,6 +18,13 @@ from docs_check import (
     run_block,
     runnable_blocks,
     table_rows,
+)
+from docs_commands import (
+    command_problems,
+    diagram_edges,
+    pipeline_edges,
+    port_problems,
+    variable_problems,
 )
 from helpers import REPO
 
@@ -134,3 +142,86 @@ def test_a_results_table_checked_against_other_reports_is_caught(tmp_path):
     found = result_mismatches((REPO / "README.md").read_text(), README_TABLE, tmp_path)
     assert found == ["**the default autoencoder** (32-number code, 9 epochs): SSIM 0.936, "
                      "the report says 0.5"]  # fmt: skip
+
+
+def test_every_command_the_docs_show_is_one_its_program_takes():
+    assert command_problems(PAGES) == []
+
+
+def test_a_misspelled_flag_a_wrong_key_or_a_missing_stage_is_caught(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Page\n\n```bash\n"
+        "python3 dev.py stack up --hots 10.0.0.5   # a misspelled flag\n"
+        "dvc exp run -S train.epoch=3 -S train.lr=0.02\n"
+        "dvc exp run -S train.epochs=0\n"
+        "python3 dev.py repro -s evalute\n"
+        "dvc exp runn && mlflow ui --prot 3\n"
+        "python3 dev.py test --quik\n"
+        'eval "$(python3 dev.py stack env --usr alice)"\n'
+        "```\n\nThen `python -m mnist_ae.sweep rn` (`python -m mnist_ae.denoise` alone is fine).\n"
+    )
+    found = [line.split(": ", 2)[1:] for line in command_problems([page])]
+    assert [command for command, _ in found] == [
+        "python3 dev.py stack up --hots 10.0.0.5",
+        "dvc exp run -S train.epoch=3 -S train.lr=0.02",
+        "dvc exp run -S train.epochs=0",
+        "python3 dev.py repro -s evalute",
+        "dvc exp runn",
+        "mlflow ui --prot 3",
+        "python3 dev.py test --quik",
+        "python3 dev.py stack env --usr alice",
+        "python -m mnist_ae.sweep rn",
+    ]
+    why = [reason for _, reason in found]
+    assert "unrecognized arguments: --hots 10.0.0.5" in why[0]
+    assert why[1] == "-S train.epoch=3: train.epoch: no such params key"
+    assert "train.epochs: Input should be greater than or equal to 1 (got 0)" in why[2]
+    assert why[3] == "dvc repro: 'evalute' is not a stage of dvc.yaml"
+    assert "invalid choice: 'runn'" in why[4] and "No such option '--prot'" in why[5]
+    assert why[6] == "pytest: no option --quik" and "--usr" in why[7]
+    assert "invalid choice: 'rn'" in why[8]
+
+
+def test_the_pipeline_diagrams_are_dvc_yaml_s_graph():
+    edges = pipeline_edges()
+    assert ("train", "latent") in edges and ("evaluate", "latent") not in edges
+    for page in (REPO / "README.md", REPO / "docs" / "pipeline.md"):
+        assert diagram_edges(page.read_text()) == edges, page.name
+
+
+def test_a_diagram_with_a_wrong_arrow_is_caught():
+    readme = (REPO / "README.md").read_text()
+    wrong = readme.replace("train --> latent", "evaluate --> latent")
+    assert diagram_edges(wrong) ^ pipeline_edges() == {("train", "latent"), ("evaluate", "latent")}
+
+
+def test_the_stage_table_lists_exactly_dvc_yaml_s_stages():
+    stages = set(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    rows = table_rows((REPO / "docs" / "pipeline.md").read_text(), "stage")
+    assert [row["stage"].strip("`") for row in rows] == sorted(stages, key=[
+        row["stage"].strip("`") for row in rows].index) and len(rows) == len(stages)  # fmt: skip
+
+
+def test_every_environment_variable_and_port_named_is_real(tmp_path):
+    assert variable_problems(PAGES) == [] and port_problems(PAGES) == []
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Page\n\n```bash\nexport MLFLOW_TRACKIN_URI=http://127.0.0.1:15000\n```\n\n"
+        "Set `MNIST_AE_CACH_DIR`; open http://127.0.0.1:15020 or PostgreSQL 15002.\n"
+    )
+    assert variable_problems([page]) == [
+        f"{page}: MLFLOW_TRACKIN_URI: read or set by nothing of ours",
+        f"{page}: MNIST_AE_CACH_DIR: read or set by nothing of ours",
+    ]
+    assert port_problems([page]) == [
+        f"{page}: port 15020: nothing listens there by default",
+        f"{page}: PostgreSQL 15002: it is 15001",
+    ]
+
+
+def test_the_stack_s_help_is_for_its_users():
+    from mnist_ae.stack.__main__ import parser
+
+    shown = parser().format_help()
+    assert "May import" not in shown and "python3 dev.py stack up --host ADDRESS" in shown
