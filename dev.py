@@ -29,8 +29,9 @@ TOOLS = ROOT / ".tools"
 UV_REQUIREMENT = "uv>=0.8,<0.14"
 # The columns of `dvc exp show` worth a glance (it would show every dependency's hash too).
 HEADLINE = (
-    r"Experiment|State|denoising\.psnr|pca\.denoising\.psnr|beats_pca|roc_auc|noise\.std"
-    r"|model\.(arch|latent_dim)|train\.(lr|epochs|batch_size)"
+    r"Experiment|State|denoising\.psnr|pca\.denoising\.psnr|beats_pca|roc_auc|^precision$"
+    r"|noise\.std|model\.(arch|latent_dim)"
+    r"|train\.(loss|lr|epochs|batch_size|schedule|fresh_noise)"
 )
 COMMANDS = {
     "repro": ["dvc", "repro"],

@@ -27,15 +27,30 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 os.environ["DVC_NO_ANALYTICS"] = "1"  # tests send traffic to loopback only
 
 
+# What the project (and the libraries it drives) writes outside the checkout, each pointed into
+# one new folder per test run (docs/cleanup.md lists where it goes otherwise).
+FRESH_PLACES = {
+    CLUSTERS_SETTING: "postgresql/mnist-ae-stacks",  # a root stack's PostgreSQL clusters
+    "TMPDIR": "tmp",  # MLflow's lock files, torch's compile cache, temporary copies
+    "MNIST_AE_CACHE_DIR": "mnist-ae",  # the PyPI source's MNIST wheel
+    "MPLCONFIGDIR": "matplotlib",  # matplotlib's font cache
+    "DVC_SITE_CACHE_DIR": "dvc",  # DVC's per-repository state (/var/tmp/dvc)
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Every stack of this run keeps PostgreSQL's clusters in a place made from nothing: a new
-    folder (standing for /var/lib) of which no level below exists yet, so that no test leans on
-    what an earlier run left in the postgres account's home. The test workers inherit it."""
+    """The suite starts from a fresh machine's state: everything it writes outside the checkout
+    goes to a new folder (standing for /var/lib, /tmp and ~/.cache) of which no level below
+    exists yet, so that no test leans on what an earlier run left behind; a root stack must
+    make its clusters' folders there from nothing. The test workers inherit it; it goes when
+    the run ends."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         return
     fresh = Path(tempfile.mkdtemp(prefix="mnist-ae-fresh-", dir="/tmp"))
     fresh.chmod(0o755)  # as /var/lib is: every account may pass through
-    os.environ[CLUSTERS_SETTING] = str(fresh / "postgresql" / "mnist-ae-stacks")
+    for variable, place in FRESH_PLACES.items():
+        os.environ[variable] = str(fresh / place)
+    (fresh / "tmp").mkdir(mode=0o700)  # the one a program expects to exist
     config.add_cleanup(lambda: shutil.rmtree(fresh, ignore_errors=True))
 
 

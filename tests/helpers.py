@@ -78,7 +78,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     """This environment without the caller's MLflow, DVC or AWS settings (stages use the
     checkout's SQLite store unless a test points them elsewhere), with this environment's
     `python` and `dvc` first on PATH and a git identity."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "AWS_"))}
+    kept = ("DVC_SITE_CACHE_DIR",)  # the test run's own (conftest.FRESH_PLACES)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in kept or not k.startswith(("MLFLOW_", "DVC_", "AWS_"))
+    }
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     env["DVC_NO_ANALYTICS"] = "1"  # DVC's usage reports would leave loopback (and cost a process)
     return env | GIT_IDENTITY | extra

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 
 import yaml
@@ -225,3 +226,20 @@ def test_the_stack_s_help_is_for_its_users():
 
     shown = parser().format_help()
     assert "May import" not in shown and "python3 dev.py stack up --host ADDRESS" in shown
+
+
+def test_dev_py_exps_keeps_what_tells_two_trainings_apart():
+    """`dvc exp show --keep` keeps the columns its regex matches (DVC uses re.match)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dev", REPO / "dev.py")
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    keep = re.compile(dev.HEADLINE)
+    training = [f"train.{key}" for key in ("loss", "lr", "epochs", "batch_size", "schedule",
+                                           "fresh_noise")]  # fmt: skip
+    shown = ["precision", "noise.std", "model.arch", "model.latent_dim", *training,
+             "denoising.psnr", "pca.denoising.psnr", "beats_pca", "roc_auc"]  # fmt: skip
+    assert [column for column in shown if not keep.match(column)] == []
+    hidden = ["train.device", "src/mnist_ae/model/loop.py", "data/processed", "best_val_loss"]
+    assert [column for column in hidden if keep.match(column)] == []
