@@ -50,6 +50,8 @@ LIBRARY_VARIABLES = {
     "HTTPS_PROXY": ("urllib.request", "_proxy"),
     "HTTP_PROXY": ("urllib.request", "_proxy"),
     "NO_PROXY": ("urllib.request", "no_proxy"),
+    "PIP_CACHE_DIR": ("pip._internal.configuration", '"PIP_"'),  # any PIP_<option>
+    "TORCHINDUCTOR_CACHE_DIR": ("torch._inductor.runtime.cache_dir_utils", "TORCHINDUCTOR_CACHE"),
 }
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
-import random
 import shlex
 import shutil
 import subprocess
@@ -20,8 +19,8 @@ import yaml
 
 from mnist_ae.data.splits import Split, save_split
 from mnist_ae.plumbing import repo
-from mnist_ae.stack.layout import PORT_OFFSETS, Layout
-from mnist_ae.stack.processes import port_is_free
+from mnist_ae.stack.control import free_port_base
+from mnist_ae.stack.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # this environment's python, dvc and mlflow
@@ -162,15 +161,6 @@ def stage_checkout(root, train_images: int, **train) -> Path:
 def copy_checkout(destination: Path) -> None:
     """What a clone of this repository has, with its uncommitted work."""
     repo.copy_checkout(REPO, destination)
-
-
-def free_port_base() -> int:
-    """The first of ten consecutive free loopback ports (a user's own stack may use 15000)."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000, 10)
-        if all(port_is_free(base + offset) for offset in PORT_OFFSETS.values()):
-            return base
-    raise RuntimeError("no ten consecutive free ports on 127.0.0.1")
 
 
 def stack_command(

@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import time
 from pathlib import Path
 
-from mnist_ae.stack.layout import DEFAULT_MLFLOW_WORKERS, DEFAULT_PORT_BASE, Layout, User
+from mnist_ae.stack.layout import (
+    DEFAULT_MLFLOW_WORKERS,
+    DEFAULT_PORT_BASE,
+    PORT_OFFSETS,
+    Layout,
+    User,
+)
 from mnist_ae.stack.mlflow_server import AdminApi, MlflowServer
 from mnist_ae.stack.postgres import PostgreSQL
 from mnist_ae.stack.processes import LOOPBACK, StackError, Started, port_is_free, wait_for
@@ -24,6 +31,16 @@ SERVICES: tuple[Service, ...] = (POSTGRES, SeaweedFS(), MlflowServer())
 
 def default_dir(repo: Path) -> Path:
     return Path(os.environ.get("MNIST_AE_STACK_DIR") or repo / ".stack")
+
+
+def free_port_base() -> int:
+    """The first of ten consecutive free loopback ports, picked at random (for stacks beside a
+    user's own on 15000: the tests' and the benchmarks')."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        if all(port_is_free(base + offset) for offset in PORT_OFFSETS.values()):
+            return base
+    raise StackError("no ten consecutive free ports on 127.0.0.1")
 
 
 def _running(layout: Layout) -> dict[str, Started]:
