@@ -243,3 +243,17 @@ def test_dev_py_exps_keeps_what_tells_two_trainings_apart():
     assert [column for column in shown if not keep.match(column)] == []
     hidden = ["train.device", "src/mnist_ae/model/loop.py", "data/processed", "best_val_loss"]
     assert [column for column in hidden if keep.match(column)] == []
+
+
+def test_the_stack_times_table_is_its_json():
+    measured = json.loads((REPO / "docs" / "results" / "stack-times.json").read_text())["stacks"]
+    rows = table_rows((REPO / "docs" / "team-stack.md").read_text(), "stack")
+    shown = {
+        row["stack"].split()[0]: [row[c].removesuffix(" s") for c in ("first `up`", "later `up`",
+                                                                       "`down`")]
+        for row in rows
+    }  # fmt: skip
+    assert shown == {
+        host: [str(times[key]) for key in ("first_up_s", "later_up_s", "down_s")]
+        for host, times in measured.items()
+    }
