@@ -121,6 +121,17 @@ def _parse_errors(program: str) -> Iterator[None]:
         raise Wrong(said[-1] if said else f"{program}: {error}") from None
 
 
+def _strict(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """No abbreviated options: the docs spell each flag as it is (argparse would take `--rol`
+    for `--role`, and `--rol` for something else once another option starts so)."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _strict(sub)
+    return parser
+
+
 def check_dvc(args: list[str]) -> None:
     from dvc.cli.parser import DvcParser, get_main_parser
 
@@ -130,7 +141,7 @@ def check_dvc(args: list[str]) -> None:
     original, DvcParser.error = DvcParser.error, refuse  # DVC would log it and raise
     try:
         with _parse_errors("dvc"):
-            parsed = get_main_parser().parse_args(args)
+            parsed = _strict(get_main_parser()).parse_args(args)
     finally:
         DvcParser.error = original
     if getattr(parsed, "cmd", None) in ("run", "repro"):
@@ -236,13 +247,13 @@ def check_python(target: list[str], args: list[str]) -> None:
                 raise Wrong(f"python -m {target[1]}: takes no arguments")
             return
         with _parse_errors(f"python -m {target[1]}"):
-            module.parser().parse_args(args)
+            _strict(module.parser()).parse_args(args)
         return
     script = REPO / target[0]
     if not script.is_file():
         raise Wrong(f"python {target[0]}: no such file")
     with _parse_errors(f"python {target[0]}"):
-        _script_parser(script).parse_args(args)
+        _strict(_script_parser(script)).parse_args(args)
 
 
 class _Captured(BaseException):

@@ -159,6 +159,7 @@ def test_a_misspelled_flag_a_wrong_key_or_a_missing_stage_is_caught(tmp_path):
         "python3 dev.py repro -s evalute\n"
         "dvc exp runn && mlflow ui --prot 3\n"
         "python3 dev.py test --quik\n"
+        "python3 dev.py stack user add alice --rol writer   # argparse would take it for --role\n"
         'eval "$(python3 dev.py stack env --usr alice)"\n'
         "```\n\nThen `python -m mnist_ae.sweep rn` (`python -m mnist_ae.denoise` alone is fine).\n"
     )
@@ -171,6 +172,7 @@ def test_a_misspelled_flag_a_wrong_key_or_a_missing_stage_is_caught(tmp_path):
         "dvc exp runn",
         "mlflow ui --prot 3",
         "python3 dev.py test --quik",
+        "python3 dev.py stack user add alice --rol writer",
         "python3 dev.py stack env --usr alice",
         "python -m mnist_ae.sweep rn",
     ]
@@ -180,8 +182,8 @@ def test_a_misspelled_flag_a_wrong_key_or_a_missing_stage_is_caught(tmp_path):
     assert "train.epochs: Input should be greater than or equal to 1 (got 0)" in why[2]
     assert why[3] == "dvc repro: 'evalute' is not a stage of dvc.yaml"
     assert "invalid choice: 'runn'" in why[4] and "No such option '--prot'" in why[5]
-    assert why[6] == "pytest: no option --quik" and "--usr" in why[7]
-    assert "invalid choice: 'rn'" in why[8]
+    assert why[6] == "pytest: no option --quik" and "unrecognized arguments: --rol" in why[7]
+    assert "--usr" in why[8] and "invalid choice: 'rn'" in why[9]
 
 
 def test_the_pipeline_diagrams_are_dvc_yaml_s_graph():

@@ -98,7 +98,9 @@ class PostgreSQL(Service):
         marker = self.data_dir(layout) / "PG_VERSION"
         if not marker.is_file():
             return _newest(versions)
-        version = marker.read_text().strip()
+        version = marker.read_text()[:16].strip()  # the postgres account's file: shown only
+        if not version.isdigit():  # if it is a version number
+            raise StackError(f"postgres: {marker} is not a PostgreSQL version file")
         if version not in versions:
             raise StackError(
                 f"postgres: the cluster in {self.data_dir(layout)} is PostgreSQL {version}, which "
