@@ -81,7 +81,8 @@ def test_a_file_or_a_link_where_a_folder_should_be_is_refused(tmp_path):
 @pytest.mark.skipif(not AS_ROOT, reason="only root can make a folder of another account")
 def test_a_folder_another_account_made_is_refused_and_left_as_it_was(tmp_path):
     other = Account.named("nobody")
-    (tmp_path / "clusters").mkdir(mode=0o755)
+    (tmp_path / "clusters").mkdir()
+    (tmp_path / "clusters").chmod(0o755)  # whatever the umask
     os.chown(tmp_path / "clusters", other.uid, other.gid)
     with Folder.reach(tmp_path, ME) as above, pytest.raises(StackError) as refused:
         above.child("clusters", 0o711, Account.current())
