@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from machine import machine
 
 from mnist_ae.stack.control import free_port_base
 
@@ -55,15 +55,6 @@ def measure(host: str, rounds: int) -> dict:
     }
 
 
-def cpu() -> str:
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                  if line.startswith("model name")), platform.processor())  # fmt: skip
-    flags = set(next((line for line in info.splitlines() if line.startswith("flags")), "").split())
-    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model}, {vector}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", nargs="+", default=["127.0.0.1", "127.0.0.2"])
@@ -71,10 +62,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("stack-times.json"))
     args = parser.parse_args()
     results = {host: measure(host, args.rounds) for host in args.hosts}
-    summary = {
-        "machine": {"cpu": cpu(), "cores": len(os.sched_getaffinity(0))},
-        "stacks": results,
-    }
+    summary = {"machine": machine(), "stacks": results}
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
     for host, found in results.items():
         print(f"{host}: first up {found['first_up_s']} s, later up {found['later_up_s']} s, "

@@ -267,7 +267,11 @@ def _script_parser(script: Path) -> argparse.ArgumentParser:
     def capture(parser: argparse.ArgumentParser, *_: object, **__: object) -> None:
         raise _Captured(parser)
 
-    namespace = runpy.run_path(str(script), run_name="docs-check")
+    sys.path.insert(0, str(script.parent))  # as `python script.py` does: its siblings import
+    try:
+        namespace = runpy.run_path(str(script), run_name="docs-check")
+    finally:
+        sys.path.remove(str(script.parent))
     original = argparse.ArgumentParser.parse_args
     argparse.ArgumentParser.parse_args = capture
     try:
