@@ -7,7 +7,8 @@ Clones this repository's HEAD into a new folder, runs `python3 dev.py repro` the
 installs uv and syncs `.venv/` first; uv's own cache is left as it is), and timestamps each line
 it prints: a stage's time runs from DVC's "Running stage" line to the next stage's (or the end),
 and the epochs' times are the ones the train stage prints. Then the README's smoke run in the
-same clone. Writes the times, the machine and the commit to `--out`; the clone is removed.
+same clone. Writes the times, the run's test denoising PSNR, the machine and the commit to
+`--out`; the clone is removed.
 Needs the network access that `repro` needs (PyPI; MNIST's mirrors or the PyPI wheel).
 """
 
@@ -67,6 +68,7 @@ def main() -> None:
         total, lines = timed_lines([sys.executable, "dev.py", "repro"], clone)
         epochs = [float(m[1]) for _, line in lines
                   if (m := re.match(r"epoch \d+/\d+ .* ([\d.]+) s ", line))]  # fmt: skip
+        evaluated = json.loads((clone / "reports" / "evaluate" / "metrics.json").read_text())
         dvc = str(clone / ".venv" / "bin" / "dvc")
         smoke, _ = timed_lines([dvc, "exp", "run", "--temp", *SMOKE], clone)
     finally:
@@ -77,6 +79,8 @@ def main() -> None:
         "repro_s": round(total, 1),
         "stages_s": stage_times(total, lines),
         "epochs_s": epochs,
+        # what this CPU's fp32 kernels made of the default run (the committed one: AVX2)
+        "test_denoising_psnr": evaluated["denoising"]["psnr"],
         "smoke_run_s": round(smoke, 1),
     }
     args.out.write_text(json.dumps(summary, indent=2) + "\n")

@@ -20,10 +20,13 @@ and the median of each is reported with their ratio.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
+from machine import machine
 from torch.utils.data import DataLoader, Dataset
 
 from mnist_ae.model.devices import (
@@ -204,6 +207,17 @@ def full_run(args: argparse.Namespace, device: torch.device) -> dict[str, object
     }
 
 
+def record_run(args: argparse.Namespace, device: torch.device, result: dict) -> None:
+    """Add this run, its command line and the machine to the JSON file `args.out`."""
+    kept = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
+    options = {k: v for k, v in vars(args).items() if k != "out"}
+    kept["runs"].append({
+        "machine": machine(), "device": device_description(device), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "options": options, "result": result,
+    })  # fmt: skip
+    args.out.write_text(json.dumps(kept, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--arch", choices=("seed", "conv"), default="conv")
@@ -220,6 +234,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--full", action="store_true", help="time the article's 50-epoch run")
     parser.add_argument("--epochs", type=int, default=50, help="epochs of --full")
+    parser.add_argument(
+        "--out", type=Path, help="a JSON file to add this run to (with the machine)"
+    )
     args = parser.parse_args()
     device = select_device(args.device)
     configure_backends(device)
@@ -230,10 +247,9 @@ def main() -> None:
         f"device: {device_description(device)}; torch {torch.__version__}; "
         f"{torch.get_num_threads()} CPU threads"
     )
-    if args.full:
-        full_run(args, device)
-    else:
-        compare_loops(args, device)
+    result = full_run(args, device) if args.full else compare_loops(args, device)
+    if args.out is not None:
+        record_run(args, device, result)
     memory = f"peak host RSS {peak_host_rss_mib():,.0f} MiB"
     if device.type == "cuda":
         memory += f"; peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB"
