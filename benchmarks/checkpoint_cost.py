@@ -13,12 +13,14 @@ ratio. Needs only torch.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from machine import machine
 
 from mnist_ae.model.checkpoints import TrainingCheckpoint
 from mnist_ae.model.devices import (
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--out", type=Path, help="a JSON file for the figures and the machine")
     args = parser.parse_args()
 
     device = select_device(args.device)
@@ -73,6 +76,14 @@ def main() -> None:
     print(f"epoch of {args.images:,} images: {epoch:.2f} s (median of {args.epochs})")
     print(f"checkpoint save: {save * 1000:.1f} ms (median), {size / 2**20:.1f} MiB")
     print(f"ratio: {save / epoch:.4%} of an epoch")
+    if args.out is not None:
+        summary = {
+            "machine": machine(), "device": device_description(device), "torch": torch.__version__,
+            "precision": settings.precision, "images_per_epoch": args.images,
+            "epoch_s": round(epoch, 2), "save_ms": round(save * 1000, 1),
+            "checkpoint_mib": round(size / 2**20, 1), "save_share_of_epoch": round(save / epoch, 5),
+        }  # fmt: skip
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":

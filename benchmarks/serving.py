@@ -17,8 +17,10 @@ import json
 import statistics
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
+from machine import machine
 
 
 def post(url: str, body: bytes) -> int:
@@ -34,12 +36,14 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 256])
     parser.add_argument("--requests", type=int, default=50, help="timed requests per batch size")
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="a JSON file for the figures and the machine")
     args = parser.parse_args()
 
     with np.load(args.noisy) as split:
         images = split["images"].astype(np.float32) / 255
     url = args.url.rstrip("/") + "/invocations"
     print("batch  requests/s  images/s  median ms  p95 ms")
+    rows = []
     for batch in args.batches:
         body = json.dumps({"inputs": images[:batch, None].tolist()}).encode()
         for _ in range(args.warmup):
@@ -51,10 +55,19 @@ def main() -> None:
             latencies.append(time.perf_counter() - began)
         total = sum(latencies)
         p95 = sorted(latencies)[int(0.95 * (len(latencies) - 1))]
-        print(
-            f"{batch:5d}  {len(latencies) / total:10.1f}  {batch * len(latencies) / total:8.0f}"
-            f"  {statistics.median(latencies) * 1000:9.1f}  {p95 * 1000:6.1f}"
-        )
+        row = {
+            "batch": batch,
+            "requests_per_s": round(len(latencies) / total, 1),
+            "images_per_s": round(batch * len(latencies) / total),
+            "median_ms": round(statistics.median(latencies) * 1000, 1),
+            "p95_ms": round(p95 * 1000, 1),
+        }
+        rows.append(row)
+        print(f"{batch:5d}  {row['requests_per_s']:10.1f}  {row['images_per_s']:8.0f}"
+              f"  {row['median_ms']:9.1f}  {row['p95_ms']:6.1f}")  # fmt: skip
+    if args.out is not None:
+        summary = {"machine": machine(), "requests": args.requests, "batches": rows}
+        args.out.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 if __name__ == "__main__":
