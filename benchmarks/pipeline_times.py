@@ -33,9 +33,11 @@ SMOKE = ["-S", "data.limit=1000", "-S", "data.test_limit=1000", "-S", "train.epo
 
 
 def timed_lines(command: list[str], cwd: Path) -> tuple[float, list[tuple[float, str]]]:
-    """Run `command`, echoing its output; return its time and each line with its time."""
+    """Run `command` in `cwd` as a shell with `cwd`'s environment activated would, echoing its
+    output; return its time and each line with its time."""
     began = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"  # stages call `python`
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
     lines = []
@@ -69,8 +71,7 @@ def main() -> None:
         epochs = [float(m[1]) for _, line in lines
                   if (m := re.match(r"epoch \d+/\d+ .* ([\d.]+) s ", line))]  # fmt: skip
         evaluated = json.loads((clone / "reports" / "evaluate" / "metrics.json").read_text())
-        dvc = str(clone / ".venv" / "bin" / "dvc")
-        smoke, _ = timed_lines([dvc, "exp", "run", "--temp", *SMOKE], clone)
+        smoke, _ = timed_lines(["dvc", "exp", "run", "--temp", *SMOKE], clone)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     summary = {

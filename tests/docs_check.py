@@ -164,3 +164,43 @@ def run_block(code: str, cwd: Path, env: dict[str, str] | None = None):
     return subprocess.run(
         [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
     )
+
+
+# A measured figure: a time, a size, a rate, a score in dB, a share, a speed ratio.
+MEASURED = re.compile(
+    r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:\u2013\d[\d,]*(?:\.\d+)?)?\s?"  # 42\u201352 s: a range
+    r"(?:ms|s|min|minutes|hours|dB|%|MB|GB|MiB|GiB|images/s|img/s|digits/s|requests/s)(?![\w/])"
+    r"|(?<![\w.])\d+(?:\.\d+)?\u00d7(?!\s?\d)"  # 1.9\u00d7, not 28 \u00d7 28
+)
+SOURCE = re.compile(r"\]\([^)\s]*\.(?:json|csv)(?:#[^)]*)?\)")
+# Figures in the docs that are not measurements: settings, bounds and arithmetic.
+NOT_MEASURED = {
+    ("metrics.md", "80 dB"): "what the PSNR formula's 1e-8 gives a perfect image",
+    ("metrics.md", "99%"): "1 - anomaly.false_alarm_rate",
+    ("pipeline.md", "52 MB"): "the default's uint8 splits on the device, by arithmetic",
+    ("pipeline.md", "94 MB"): "the same with fresh_noise: false",
+    ("pictures.md", "0.3 dB"): "a bound the end-to-end test asserts",
+    ("pictures.md", "2 dB"): "a bound the end-to-end test asserts",
+    ("reliability.md", "15 s"): "tracking.store.REACH_SECONDS",
+    ("tracking.md", "15 s"): "tracking.store.REACH_SECONDS",
+}
+
+
+def unsourced_figures(pages: list[Path]) -> list[str]:
+    """Each measured figure in prose or a table whose block (a paragraph, a list, a table)
+    links no report or JSON it comes from, nor does the paragraph just before it: where the
+    figure was measured and by what, it must say, or the figure goes. Inline code, code blocks
+    and NOT_MEASURED figures are not read."""
+    wrong = []
+    for page in pages:
+        before = ""
+        for block in re.split(r"\n\s*\n", _FENCE.sub("", page.read_text())):
+            if block.startswith("#"):
+                before = ""  # a new section: the paragraph before belongs to another
+            figures = MEASURED.findall(re.sub(r"`[^`\n]*`", "", block))
+            figures = [f for f in figures if (page.name, f) not in NOT_MEASURED]
+            if figures and not SOURCE.search(block) and not SOURCE.search(before):
+                wrong.append(f"{_shown(page)}: {', '.join(figures)} ({block[:60]!r}...)")
+            if not block.startswith("|"):
+                before = block
+    return wrong
