@@ -42,8 +42,8 @@ REFUSED_ON_PURPOSE = {
     "dvc exp run -S trian.epochs=3",  # an unknown key: named, not added
     "dvc exp run -S train.epochs=-3",  # out of range: refused before DVC deletes outputs
 }
-# Variables read by a library rather than by our code: the module that reads each, and the
-# text in it that does.
+# Variables read by a library rather than by our code: the module (or a file in its package)
+# that reads each, and the text in it that does.
 LIBRARY_VARIABLES = {
     "DO_NOT_TRACK": ("mlflow.telemetry.utils", "DO_NOT_TRACK"),
     # urllib (and so pip and MLflow's client) reads every <scheme>_proxy, in either case
@@ -52,6 +52,9 @@ LIBRARY_VARIABLES = {
     "NO_PROXY": ("urllib.request", "no_proxy"),
     "PIP_CACHE_DIR": ("pip._internal.configuration", '"PIP_"'),  # any PIP_<option>
     "TORCHINDUCTOR_CACHE_DIR": ("torch._inductor.runtime.cache_dir_utils", "TORCHINDUCTOR_CACHE"),
+    "ATEN_CPU_CAPABILITY": ("torch._inductor.cpu_vec_isa", "ATEN_CPU_CAPABILITY"),
+    # oneDNN, inside torch's C++ library, reads ONEDNN_ (or DNNL_) + MAX_CPU_ISA
+    "ONEDNN_MAX_CPU_ISA": ("torch:lib/libtorch_cpu.so", "MAX_CPU_ISA"),
 }
 
 
@@ -399,11 +402,20 @@ def variable_problems(pages: list[Path]) -> list[str]:
         for name in sorted(variables_named(page.read_text())):
             if re.search(rf"\b{name}\b", _our_code()):
                 continue
-            module, text = LIBRARY_VARIABLES.get(name, (None, None))
-            found = module and importlib.util.find_spec(module)
-            if not (found and text in Path(found.origin).read_text()):
+            where, text = LIBRARY_VARIABLES.get(name, ("", ""))
+            reader = _library_file(where) if where else None
+            if not (reader and reader.is_file() and text.encode() in reader.read_bytes()):
                 wrong.append(f"{_shown(page)}: {name}: read or set by nothing of ours")
     return wrong
+
+
+def _library_file(where: str) -> Path:
+    """`package.module`, or `package:file` for a file in the package's folder."""
+    module, _, inside = where.partition(":")
+    found = importlib.util.find_spec(module)
+    if found is None or found.origin is None:
+        return Path("/nonexistent")
+    return Path(found.origin).parent / inside if inside else Path(found.origin)
 
 
 def known_ports() -> dict[str, int]:

@@ -259,3 +259,19 @@ def test_the_stack_times_table_is_its_json():
         host: [str(times[key]) for key in ("first_up_s", "later_up_s", "down_s")]
         for host, times in measured.items()
     }
+
+
+def test_the_time_table_is_pipeline_times_json():
+    """Each row's time is the JSON's: a stage by its name (the row's first words), the
+    install step, the whole run and the smoke run; a stage DVC skipped is not in the JSON."""
+    measured = json.loads((REPO / "docs" / "results" / "pipeline-times.json").read_text())
+    totals = {"install uv": "install and sync", "the whole": "repro_s", "the smoke": "smoke_run_s"}
+    for row in table_rows((REPO / "docs" / "results.md").read_text(), "step"):
+        step, shown = row["step"].strip("*"), row["time"].strip("*")
+        key = next((k for start, k in totals.items() if step.startswith(start)), step.split()[0])
+        value = measured.get(key, measured["stages_s"].get(key))
+        if value is None:
+            assert shown.startswith("skipped"), step
+        else:
+            assert shown == f"{value} s", step
+    assert len(measured["epochs_s"]) == 9
