@@ -14,6 +14,7 @@ def cpu() -> str:
                   if line.startswith("model name")), platform.processor())  # fmt: skip
     flags = set(next((line for line in info.splitlines() if line.startswith("flags")), "").split())
     vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    vector += " BF16" if "avx512_bf16" in flags else ""
     return f"{model}, {vector}"
 
 

@@ -172,7 +172,8 @@ MEASURED = re.compile(
     r"(?:ms|s|min|minutes|hours|dB|%|MB|GB|MiB|GiB|images/s|img/s|digits/s|requests/s)(?![\w/])"
     r"|(?<![\w.])\d+(?:\.\d+)?\u00d7(?!\s?\d)"  # 1.9\u00d7, not 28 \u00d7 28
 )
-SOURCE = re.compile(r"\]\([^)\s]*\.(?:json|csv)(?:#[^)]*)?\)")
+# A link to a pipeline report or a benchmark's JSON (not to any JSON: an example request is none)
+SOURCE = re.compile(r"\]\((?:\.\./)?(?:docs/)?(?:reports|results)/[^)\s]*\.(?:json|csv)\)")
 # Figures in the docs that are not measurements: settings, bounds and arithmetic.
 NOT_MEASURED = {
     ("metrics.md", "80 dB"): "what the PSNR formula's 1e-8 gives a perfect image",

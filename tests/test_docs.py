@@ -275,3 +275,35 @@ def test_the_time_table_is_pipeline_times_json():
         else:
             assert shown == f"{value} s", step
     assert len(measured["epochs_s"]) == 9
+
+
+def test_the_training_loop_table_is_its_json():
+    runs = json.loads((REPO / "docs" / "results" / "train-throughput.json").read_text())["runs"]
+    measured = {
+        (run["options"]["arch"], run["result"]["our_precision"]): [
+            f"{run['result']['naive_images_per_second']:,} img/s",
+            f"{run['result']['our_images_per_second']:,} img/s",
+            f"{run['result']['ratio']:.2f}\u00d7",
+        ]
+        for run in runs
+    }
+    rows = table_rows((REPO / "docs" / "performance.md").read_text(), "arch")
+    shown = {
+        (row["arch"].split()[0].strip("`"), row["our loop in"]): [
+            row["naive DataLoader loop"],
+            row["our loop"],
+            row["ratio"],
+        ]
+        for row in rows
+    }
+    assert shown == measured
+
+
+def test_the_serving_figures_are_their_json():
+    measured = json.loads((REPO / "docs" / "results" / "serving.json").read_text())["batches"]
+    text = " ".join((REPO / "docs" / "tracking.md").read_text().split())
+    one, many = (next(row for row in measured if row["batch"] == size) for size in (1, 256))
+    assert (f"a batch of 1 took a median {one['median_ms']} ms (95th percentile {one['p95_ms']} "
+            f"ms), {one['requests_per_s']} requests/s") in text  # fmt: skip
+    assert (f"a batch of 256 a median {many['median_ms']} ms (95th percentile {many['p95_ms']} "
+            f"ms), {many['images_per_s']} digits/s") in text  # fmt: skip

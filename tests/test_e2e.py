@@ -333,12 +333,13 @@ def test_push_then_a_fresh_clone_pulls_everything_and_shares_experiments(pipelin
 
 
 def test_the_champion_served_over_http_denoises_batches_of_1_and_256(pipeline, stack, env):
-    """`python -m mnist_ae.serve`: the champion's files checked, then `mlflow models serve`."""
+    """`python -m mnist_ae.serve`: the champion's files checked, then `mlflow models serve`,
+    from a shell that did not activate the environment (MLflow finds `uvicorn` on PATH)."""
     port = free_port_base()
     server = subprocess.Popen(
         [str(BIN / "python"), "-m", "mnist_ae.serve", "--port", str(port)],
         cwd=pipeline,
-        env=env,
+        env=env | {"PATH": "/usr/bin:/bin"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -52,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local)]
         command += ["--env-manager", "local", "-h", args.host, "-p", str(args.port)]
-        server = subprocess.Popen(command, start_new_session=True)
+        # MLflow starts its server as `uvicorn` from PATH: this environment's, activated or not
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        server = subprocess.Popen(command, start_new_session=True, env=os.environ | {"PATH": path})
         try:
             return server.wait()
         finally:  # a signal to us stops the server and its workers too
