@@ -307,3 +307,11 @@ def test_the_serving_figures_are_their_json():
             f"ms), {one['requests_per_s']} requests/s") in text  # fmt: skip
     assert (f"a batch of 256 a median {many['median_ms']} ms (95th percentile {many['p95_ms']} "
             f"ms), {many['images_per_s']} digits/s") in text  # fmt: skip
+
+
+def test_the_disk_figures_are_their_json():
+    measured = json.loads((REPO / "docs" / "results" / "disk-use.json").read_text())
+    for page in (REPO / "README.md", REPO / "docs" / "troubleshooting.md"):
+        text = " ".join(page.read_text().split())
+        assert f"{measured['venv_mb']:,} MB" in text, page.name
+        assert f"{measured['data_models_and_dvc_cache_mb']} MB" in text, page.name
