@@ -45,14 +45,17 @@ REFUSED_ON_PURPOSE = {
 # Variables read by a library rather than by our code: the module (or a file in its package)
 # that reads each, and the text in it that does.
 LIBRARY_VARIABLES = {
-    "DO_NOT_TRACK": ("mlflow.telemetry.utils", "DO_NOT_TRACK"),
+    "DO_NOT_TRACK": ("mlflow:telemetry/utils.py", "DO_NOT_TRACK"),
     # urllib (and so pip and MLflow's client) reads every <scheme>_proxy, in either case
     "HTTPS_PROXY": ("urllib.request", "_proxy"),
     "HTTP_PROXY": ("urllib.request", "_proxy"),
     "NO_PROXY": ("urllib.request", "no_proxy"),
-    "PIP_CACHE_DIR": ("pip._internal.configuration", '"PIP_"'),  # any PIP_<option>
-    "TORCHINDUCTOR_CACHE_DIR": ("torch._inductor.runtime.cache_dir_utils", "TORCHINDUCTOR_CACHE"),
-    "ATEN_CPU_CAPABILITY": ("torch._inductor.cpu_vec_isa", "ATEN_CPU_CAPABILITY"),
+    "PIP_CACHE_DIR": ("pip:_internal/configuration.py", '"PIP_"'),  # any PIP_<option>
+    "TORCHINDUCTOR_CACHE_DIR": (
+        "torch:_inductor/runtime/cache_dir_utils.py",
+        "TORCHINDUCTOR_CACHE",
+    ),
+    "ATEN_CPU_CAPABILITY": ("torch:_inductor/cpu_vec_isa.py", "ATEN_CPU_CAPABILITY"),
     # oneDNN, inside torch's C++ library, reads ONEDNN_ (or DNNL_) + MAX_CPU_ISA
     "ONEDNN_MAX_CPU_ISA": ("torch:lib/libtorch_cpu.so", "MAX_CPU_ISA"),
 }

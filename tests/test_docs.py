@@ -19,6 +19,7 @@ from docs_check import (
     run_block,
     runnable_blocks,
     table_rows,
+    unsourced_figures,
 )
 from docs_commands import (
     command_problems,
@@ -315,3 +316,32 @@ def test_the_disk_figures_are_their_json():
         text = " ".join(page.read_text().split())
         assert f"{measured['venv_mb']:,} MB" in text, page.name
         assert f"{measured['data_models_and_dvc_cache_mb']} MB" in text, page.name
+
+
+def test_the_suite_times_are_their_json():
+    measured = json.loads((REPO / "docs" / "results" / "suite-times.json").read_text())
+    page = (REPO / "docs" / "testing.md").read_text()
+    text = " ".join(page.split())
+    for tier, name in (("quick", "the quick tier"), ("full", "the full suite")):
+        found = measured[tier]
+        assert f"{name}, {found['tests']} tests, in {found['wall_s']} s" in text
+    rows = table_rows(page, "file")
+    assert {row["file"]: row["time"] for row in rows} == {
+        name: f"{measured['full']['files_s'][name]} s" for name in (row["file"] for row in rows)
+    }
+
+
+def test_every_measured_figure_links_the_report_or_json_it_comes_from(tmp_path):
+    assert unsourced_figures(PAGES) == []
+    page = tmp_path / "page.md"
+    page.write_text(
+        "# Page\n\nA save took 36 ms against epochs of 48 s.\n\n"
+        "A perfect image scores 80 dB; an example request: [x](examples/noisy-digit.json), "
+        "1.9\u00d7 faster.\n\n"
+        "Serving answered in 7.9 ms ([serving.json](results/serving.json)), 28 \u00d7 28 digits.\n"
+    )
+    found = unsourced_figures([page])
+    assert [line.split(" (")[0] for line in found] == [
+        f"{page}: 36 ms, 48 s",
+        f"{page}: 80 dB, 1.9\u00d7",
+    ]
