@@ -19,7 +19,6 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from mnist_ae.plumbing.outputs import write_private
@@ -136,11 +135,6 @@ class MlflowServer(Service):
         )
         return str(path)
 
-    def _private_tmp(self, layout: Layout) -> Path:
-        folder = layout.folder(self.name) / "tmp"
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return folder
-
     def start(self, layout: Layout) -> Started:
         secrets_ = layout.secrets()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
@@ -157,7 +151,7 @@ class MlflowServer(Service):
             # private server talks to no one outside the team.
             "MLFLOW_DISABLE_TELEMETRY": "true",
             # its temporary files (a lock file per database it opens) stay in the stack folder
-            "TMPDIR": str(self._private_tmp(layout)),
+            "TMPDIR": str(self.private_tmp(layout)),
         }
         host, port = layout.host(), str(layout.ports()["mlflow"])
         command = [

@@ -132,9 +132,8 @@ class SeaweedFS(Service):
 
     def start(self, layout: Layout) -> Started:
         ports, folder = layout.ports(), layout.folder(self.name)
-        data, private_tmp = folder / "data", folder / "tmp"
-        for path in (data, private_tmp):
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data, private_tmp = folder / "data", self.private_tmp(layout)
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._security(layout)
         self.write_identities(layout)
         origin = layout.url("mlflow")

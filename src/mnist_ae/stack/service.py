@@ -46,6 +46,12 @@ class Service:
     def log(self, layout: Layout) -> Path:
         return layout.log(self.name)
 
+    def private_tmp(self, layout: Layout) -> Path:
+        """A TMPDIR of its own in its folder, so its temporary files stay in the stack folder."""
+        folder = layout.folder(self.name) / "tmp"
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+
     def leftovers(self, layout: Layout) -> list[Path]:
         """Files it leaves outside the stack folder once stopped, for `down` to remove."""
         return []
