@@ -81,10 +81,12 @@ class SeaweedFS(Service):
     stop_grace = 1.5
 
     def leftovers(self, layout: Layout) -> list[Path]:
+        """Its gRPC sockets: the master's and the gateway's always, the volume server's and
+        the filer's at times (seen after a test run: a volume socket left behind)."""
         ports = layout.ports()
         return [
             Path(f"/tmp/seaweedfs-{service}-grpc-{ports[f'{service}.grpc']}.sock")
-            for service in ("master", "s3")
+            for service in ("master", "s3", "volume", "filer")
         ]
 
     def missing(self) -> str | None:
