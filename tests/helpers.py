@@ -164,12 +164,16 @@ def copy_checkout(destination: Path) -> None:
 
 
 def stack_command(
-    directory: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None
+    directory: Path,
+    *args: str,
+    timeout: float = 180,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
 ) -> subprocess.CompletedProcess:
     """`dev.py stack ...` as a user runs it (through this environment's python), from a shell
-    with the strictest usual umask."""
+    with the strictest usual umask, in the checkout `cwd` (`stack env` sets its DVC remote)."""
     command = [sys.executable, "-m", "mnist_ae.stack", *args, "--dir", str(directory)]
-    return run(command, REPO, env=env, ok=False, timeout=timeout, umask=0o077)
+    return run(command, cwd, env=env, ok=False, timeout=timeout, umask=0o077)
 
 
 def start_stack() -> Layout:

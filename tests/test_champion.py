@@ -18,7 +18,7 @@ import pytest
 from helpers import empty_store
 from mlflow.tracking import MlflowClient
 
-from mnist_ae.tracking import champion, registry, runs, store
+from mnist_ae.tracking import champion, registrar, registry, runs, signing, store
 
 
 @pytest.fixture
@@ -101,18 +101,26 @@ def test_a_logged_model_is_pending_until_its_outputs_are_complete_checked_and_an
     model = build_model(ModelConfig("conv", 4))
     example = torch.rand(2, 1, 28, 28).numpy()
     with runs.open_run(sqlite_store, None, "r") as run:
-        registered = registry.log_and_register_model(model, example, "ae", {"device": "cpu"})
+        registered = registry.log_and_register_model(
+            model, example, "ae", {"device": "cpu"}, registrar.for_store()
+        )
     version = MlflowClient().get_model_version("ae", registered.version)
-    digest = registered.model_sha256
+    digest, signature = registered.model_sha256, version.tags[signing.SIGNATURE_TAG]
     assert version.tags == {
-        "device": "cpu", registry.OUTPUTS_TAG: "pending", registry.MODEL_TAG: digest
+        "device": "cpu", registry.OUTPUTS_TAG: "pending", signing.DIGEST_TAG: digest,
+        signing.SIGNATURE_TAG: signature,
     }  # fmt: skip
-    assert MlflowClient().get_run(run.info.run_id).data.tags[registry.MODEL_TAG] == digest
+    key = signing.trusted_key(mlflow.get_tracking_uri())
+    created = version.creation_timestamp
+    assert signing.signature_holds(key, signature, "ae", registered.version, created, digest)
+    assert not signing.signature_holds(key, signature, "ae", "2", created, digest)
     assert registry.discard_incomplete_versions("ae", run.info.run_id) == [registered.version]
     assert not MlflowClient().search_model_versions("name='ae'")
 
     with runs.open_run(sqlite_store, None, "r"):
-        registered = registry.log_and_register_model(model, example, "ae", {})
+        registered = registry.log_and_register_model(
+            model, example, "ae", {}, registrar.for_store()
+        )
     registry.mark_complete(registered)
     _, local = registry.verified_copy("ae", registered.version, tmp_path / "copy")
     loaded = mlflow.pyfunc.load_model(str(local))
@@ -128,6 +136,26 @@ def test_a_logged_model_is_pending_until_its_outputs_are_complete_checked_and_an
     refused = registry.verify("ae", registered.version)
     assert refused.startswith(f"ae version {registered.version}: its model files have SHA-256")
     assert refused.endswith("changed after registration; refused")
+    client = MlflowClient()
+    client.set_model_version_tag("ae", registered.version, signing.DIGEST_TAG, "0" * 64)
+    assert "its signature does not hold" in registry.verify("ae", registered.version)
+    client.delete_model_version_tag("ae", registered.version, signing.SIGNATURE_TAG)
+    assert "not signed by the store's registrar" in registry.verify("ae", registered.version)
+    by_hand = client.create_model_version("ae", registered.model_uri, run_id=run.info.run_id)
+    assert "not signed by the store's registrar" in registry.verify("ae", str(by_hand.version))
+
+
+def test_the_registrar_registers_only_the_files_the_training_logged(sqlite_store):
+    import torch
+
+    from mnist_ae.model.networks import ModelConfig, build_model
+
+    model, example = build_model(ModelConfig("conv", 4)), torch.rand(2, 1, 28, 28).numpy()
+    with runs.open_run(sqlite_store, None, "r") as run:
+        info = mlflow.pytorch.log_model(model, name="model", input_example=example)
+    with pytest.raises(registry.ModelFilesError, match="changed between logging and registering"):
+        registrar.for_store().register("ae", info.model_uri, run.info.run_id, "0" * 64, {})
+    assert not MlflowClient().search_model_versions("name='ae'")  # nothing half-registered
 
 
 def test_the_champion_is_the_best_eligible_comparable_version(sqlite_store):

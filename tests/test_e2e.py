@@ -25,7 +25,16 @@ import psutil
 import pytest
 import yaml
 from docs_check import PAGES, run_block, runnable_blocks
-from helpers import BIN, REPO, clean_env, copy_checkout, free_port_base, run, stage_command
+from helpers import (
+    BIN,
+    REPO,
+    clean_env,
+    copy_checkout,
+    free_port_base,
+    run,
+    stack_command,
+    stage_command,
+)
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
@@ -57,7 +66,7 @@ def env(stack, tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, env) -> Path:
+def pipeline(tmp_path_factory, env, stack) -> Path:
     """A fresh copy with quick params, committed, after one `dvc repro` against the stack."""
     repo = tmp_path_factory.mktemp("e2e") / "repo"
     copy_checkout(repo)
@@ -68,6 +77,7 @@ def pipeline(tmp_path_factory, env) -> Path:
     params["train"] |= {"epochs": 2, "batch_size": 16}  # 17 dB: clearly past PCA's 15.7
     params["compare_pca"]["code_sizes"] = [4, 8, 16, 32, 64]  # fewer PCAs than the default
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stack_command(stack.root, "env", cwd=repo).returncode == 0  # its DVC remote
     run(["git", "init", "-q", "-b", "main"], repo, env)
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "e2e"], repo, env)
@@ -313,7 +323,9 @@ def test_a_training_killed_then_restored_from_the_run_cache_is_tidied(pipeline, 
     assert UP_TO_DATE in run(["dvc", "status"], pipeline, env).stdout
 
 
-def test_push_then_a_fresh_clone_pulls_everything_and_shares_experiments(pipeline, env, tmp_path):
+def test_push_then_a_fresh_clone_pulls_everything_and_shares_experiments(
+    pipeline, env, stack, tmp_path
+):
     origin = tmp_path / "origin.git"
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], tmp_path, env)
     run(["git", "push", "-q", str(origin), "main"], pipeline, env)
@@ -324,6 +336,7 @@ def test_push_then_a_fresh_clone_pulls_everything_and_shares_experiments(pipelin
 
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(origin), str(clone)], tmp_path, env)
+    assert stack_command(stack.root, "env", cwd=clone).returncode == 0  # its DVC remote
     run(["dvc", "pull"], clone, env)
     assert tree_digest(clone / "models") == tree_digest(pipeline / "models")
     assert UP_TO_DATE in run(["dvc", "status"], clone, env).stdout

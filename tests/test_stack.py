@@ -45,7 +45,7 @@ def test_every_service_runs_and_listens_on_loopback_only(stack):
     status = stack_command(stack.root, "status")
     assert status.returncode == 0
     lines = status.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == ["postgres", "seaweedfs", "mlflow"]
+    assert [line.split()[0] for line in lines] == ["postgres", "seaweedfs", "mlflow", "registrar"]
     assert all("running" in line and "answering" in line for line in lines), status.stdout
     addresses = listening(stack)
     assert {ip for ip, _ in addresses} == {"127.0.0.1"}
@@ -67,10 +67,18 @@ def test_workers_sets_mlflow_s_processes_and_a_running_stack_keeps_its_own(stack
     assert bad.returncode == 2 and "'0' is not a whole number from 1 to 16" in bad.stderr
 
 
-def test_env_gives_what_a_shell_needs_and_no_secret(stack, monkeypatch):
-    printed = stack_command(stack.root, "env").stdout
+def test_env_gives_what_a_shell_needs_and_no_secret(stack, monkeypatch, tmp_path):
+    (tmp_path / ".dvc").mkdir()  # a checkout: its DVC remote is set, the committed one never
+    (tmp_path / ".dvc" / "config").write_text((REPO / ".dvc" / "config").read_text())
+    printed = stack_command(stack.root, "env", cwd=tmp_path).stdout
     secrets = json.loads((stack.root / "secrets.json").read_text())
     assert f"export MLFLOW_TRACKING_URI={stack.url('mlflow')}" in printed
+    assert f"export MNIST_AE_REGISTRAR_URL={stack.url('registrar')}" in printed
+    assert f"export MNIST_AE_MODEL_KEY={stack.model_key}" in printed
+    # committed: a port of this machine where nothing listens, its path saying what to run
+    committed = remote_endpoint(REPO, "repo")
+    assert committed == "http://127.0.0.1:1/run-python3-dev.py-stack-env-first"
+    assert remote_endpoint(tmp_path) == stack.url("s3")
     assert f"export AWS_SHARED_CREDENTIALS_FILE={stack.aws_credentials}" in printed
     assert not any(value in printed for value in secrets.values())
     for private in (stack.root / "secrets.json", stack.aws_credentials):
@@ -82,6 +90,15 @@ def test_env_gives_what_a_shell_needs_and_no_secret(stack, monkeypatch):
         monkeypatch.setenv(key, value)
     s3 = boto3.Session().client("s3")
     assert {MLFLOW_BUCKET, DVC_BUCKET} <= {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
+def remote_endpoint(checkout: Path, level: str | None = None) -> str:
+    """The endpoint `dvc push` of `checkout` would send its data to (by its settings of
+    `level` alone: "repo", the committed .dvc/config)."""
+    from dvc.config import Config
+
+    config = Config(dvc_dir=str(checkout / ".dvc"), validate=False)
+    return (config.load_one(level) if level else config)["remote"]["team"]["endpointurl"]
 
 
 def test_anonymous_and_wrong_keys_are_refused_by_s3(stack):
@@ -191,7 +208,7 @@ def test_two_ups_at_once_start_one_stack_and_the_other_says_why(spare_dir):
         "it to finish, then run `stack up` again"
     )
     layout = Layout(spare_dir)
-    assert set(layout.started()) == {"postgres", "seaweedfs", "mlflow"}  # one of each
+    assert set(layout.started()) == {"postgres", "seaweedfs", "mlflow", "registrar"}  # one of each
     assert len(postmasters(layout)) >= 1
     weeds = [p for p in psutil.process_iter(["cmdline"]) if str(spare_dir) in " ".join(
         p.info["cmdline"] or []) and "weed" in " ".join(p.info["cmdline"] or [])]  # fmt: skip

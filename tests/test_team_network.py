@@ -96,7 +96,7 @@ def team(network, tmp_path_factory):
         started = stack_on_server(network, root, "up", "--host", network.server_ip,
                                   "--port-base", str(base), "--workers", "1")  # fmt: skip
         assert started.returncode == 0, started.stdout + started.stderr
-        for name, role in (("walt", "writer"), ("rita", "reader")):
+        for name, role in (("walt", "writer"), ("wendy", "writer"), ("rita", "reader")):
             added = stack_on_server(network, root, "user", "add", name, "--role", role)
             assert added.returncode == 0, added.stderr
         yield layout
@@ -129,11 +129,18 @@ def shell_env(lines: str) -> dict[str, str]:
 
 
 def client(network: Network, team: Layout, user: str, checkout: Path) -> dict[str, str]:
-    """A team member's shell on the laptop: `stack env --user NAME` run on the server host."""
+    """A team member's shell on the laptop: `stack env --user NAME` run on the server host
+    (in a checkout whose DVC settings it leaves alone), then `stack env --client` with the
+    folder it wrote, in the member's checkout."""
+    local_settings = checkout / ".dvc" / "config.local"
+    before = local_settings.read_text() if local_settings.exists() else None
     printed = stack_on_server(network, team.root, "env", "--user", user, cwd=checkout)
     assert printed.returncode == 0, printed.stderr
     secrets = json.loads(team.secrets_file.read_text()) | {"pw": team.users()[user].mlflow_password}
     assert not any(value in printed.stdout for value in secrets.values())  # files, not screen
+    assert (local_settings.read_text() if local_settings.exists() else None) == before
+    on_laptop = [sys.executable, "-m", "mnist_ae.stack", "env", "--client", str(team.clients(user))]
+    printed = run(network.on("laptop", on_laptop), checkout)
     return shell_env(printed.stdout)
 
 
@@ -228,7 +235,8 @@ def test_a_writer_trains_registers_and_pushes_over_tls(trained, network, team):
     writer = client(network, team, "walt", repo)
     outcomes = actions(network, writer, the_run_id(repo))
     assert outcomes["search runs"] == outcomes["create a run"] == "ok"
-    assert outcomes["register a version"] == outcomes["move @champion"] == "ok"
+    # versions are registered, and @champion moved, by the stack's registrar alone
+    assert outcomes["register a version"] == outcomes["move @champion"] == "403"
     assert writer["MLFLOW_TRACKING_URI"] == f"https://{network.server_ip}:{team.ports()['mlflow']}"
     objects = SERVER_S3.format(bucket="mnist-ae-dvc")
     listed = run(network.on("server", [sys.executable, "-c", objects, str(team.root)]), REPO)
@@ -346,8 +354,8 @@ def test_a_version_changed_in_the_bucket_is_refused(trained, network, team, tmp_
     before = run(network.on("laptop", denoise), repo, writer)
     assert "(@champion)" in before.stdout
     tamper = network.on("server", [sys.executable, "-c", TAMPER, str(team.root)])
-    rule = ("from mnist_ae.tracking import champion; "
-            f"print(champion.promote({MODEL!r}, '1').why)")  # fmt: skip
+    rule = ("from mnist_ae.tracking import registrar; "
+            f"print(registrar.for_store().promote({MODEL!r}, '1').why)")  # fmt: skip
     decide = network.on("laptop", [sys.executable, "-c", rule])
     run(tamper, REPO)
     try:
@@ -360,3 +368,123 @@ def test_a_version_changed_in_the_bucket_is_refused(trained, network, team, tmp_
         run(tamper, REPO)
         restored = run(decide, repo, writer)
     assert "is @champion" in restored.stdout
+
+
+# A writer's Python on the laptop: registers a second version of the champion's model through
+# the registrar, as a better one, and asks the registrar for the champion rule.
+SECOND_WRITER = textwrap.dedent("""
+    import json, sys
+    from mlflow.tracking import MlflowClient
+    from mnist_ae.tracking import registrar, signing
+
+    name = sys.argv[1]
+    client, stack = MlflowClient(), registrar.for_store()
+    first = client.get_model_version(name, "1")
+    tags = {k: v for k, v in first.tags.items() if k not in (signing.DIGEST_TAG,
+                                                              signing.SIGNATURE_TAG)}
+    version = stack.register(name, first.source, first.run_id, first.tags[signing.DIGEST_TAG],
+                             tags | {"test_denoising_psnr": "99.0"})
+    client.set_model_version_tag(name, version, "outputs", "complete")
+    found = {"version": version, "promoted": stack.promote(name, version).promoted}
+    try:
+        client.set_registered_model_alias(name, "champion", "1")
+        found["by hand"] = "ok"
+    except Exception as error:
+        found["by hand"] = "403" if "403" in str(error) else str(error)[:200]
+    client.create_registered_model("handmade")  # its creator gets MANAGE on it from MLflow
+    stack.register("handmade", first.source, first.run_id, first.tags[signing.DIGEST_TAG], {})
+    try:  # the registrar took the creator's MANAGE back
+        client.set_registered_model_alias("handmade", "champion", "1")
+        found["creator's alias"] = "ok"
+    except Exception as error:
+        found["creator's alias"] = "403" if "403" in str(error) else str(error)[:200]
+    print(json.dumps(found))
+""")
+
+# A writer's Python on the laptop: the champion's MLmodel and code replaced through every path a
+# writer has (S3, MLflow's artifact API), and its digest tags reset to the planted files' digest.
+SWAP = textwrap.dedent("""
+    import json, pathlib, sys, tempfile
+    import boto3, mlflow, yaml
+    from mlflow.tracking import MlflowClient
+    from mnist_ae.tracking import registry, signing
+
+    name, marker = sys.argv[1:3]
+    client, found = MlflowClient(), {}
+    champion = client.get_model_version_by_alias(name, "champion")
+    planted = pathlib.Path(tempfile.mkdtemp())
+    local = pathlib.Path(mlflow.artifacts.download_artifacts(
+        f"models:/{name}/{champion.version}", dst_path=str(planted)))
+    (local / "registered_model_meta").unlink(missing_ok=True)
+    mlmodel = yaml.safe_load((local / "MLmodel").read_text())
+    mlmodel["flavors"]["python_function"] |= {"loader_module": "planted", "code": "code"}
+    (local / "MLmodel").write_text(yaml.safe_dump(mlmodel))
+    (local / "code").mkdir()
+    (local / "code" / "planted.py").write_text(
+        f"import pathlib\\npathlib.Path({marker!r}).write_text('ran')\\n"
+        "def _load_pyfunc(path):\\n    raise SystemExit('planted')\\n")
+    model_id = champion.source.removeprefix("models:/")
+    s3 = boto3.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mnist-ae-mlflow")["Contents"]
+            if model_id in o["Key"] and o["Key"].endswith("/MLmodel")]
+    try:
+        s3.put_object(Bucket="mnist-ae-mlflow", Key=keys[0], Body=(local / "MLmodel").read_bytes())
+        found["s3"] = "ok"
+    except Exception as error:
+        found["s3"] = "AccessDenied" if "AccessDenied" in str(error) else str(error)[:200]
+    client.log_model_artifacts(model_id, str(local))
+    found["artifact api"] = "ok"
+    _, digest = registry.download_with_digest(champion.source, pathlib.Path(tempfile.mkdtemp()))
+    client.set_model_version_tag(name, champion.version, signing.DIGEST_TAG, digest)
+    client.set_tag(champion.run_id, signing.DIGEST_TAG, digest)
+    found["digest tag"] = "ok"
+    found["version"] = champion.version
+    print(json.dumps(found))
+""")
+
+
+def laptop_python(network: Network, env: dict[str, str], script: str, *args: str) -> dict:
+    done = run(network.on("laptop", [sys.executable, "-c", script, *args]), REPO, env, ok=False,
+               timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_no_writer_can_swap_the_champion_and_any_writer_runs_the_rule(
+    trained, network, team, tmp_path
+):
+    """Last in this module: the champion's files stay planted."""
+    repo, _, _ = trained
+    wendy = client(network, team, "wendy", repo)
+    second = laptop_python(network, wendy, SECOND_WRITER, MODEL)
+    assert second["promoted"] is True  # a writer who did not create the model crowned hers
+    assert second["by hand"] == second["creator's alias"] == "403"
+
+    walt = client(network, team, "walt", repo)
+    marker = tmp_path / "planted-code-ran"
+    swapped = laptop_python(network, walt, SWAP, MODEL, str(marker))
+    assert swapped["version"] == second["version"]
+    assert swapped["s3"] == "AccessDenied"  # members write only DVC's bucket
+    assert swapped["artifact api"] == swapped["digest tag"] == "ok"  # MLflow lets an EDIT do so
+
+    picture = tmp_path / "digit.png"
+    from PIL import Image
+
+    digit = Image.new("L", (28, 28))
+    digit.paste(255, (12, 6, 16, 22))  # a "1"
+    digit.save(picture)
+    denoise = [sys.executable, "-m", "mnist_ae.denoise", str(picture), "--out", str(tmp_path)]
+    refused = run(network.on("laptop", denoise), repo, walt, ok=False)
+    assert refused.returncode == 1 and "refused" in refused.stderr, refused.stderr
+    assert f"{MODEL} version {second['version']}" in refused.stderr
+    serve = [sys.executable, "-m", "mnist_ae.serve", "--port", "1"]
+    refused = run(network.on("laptop", serve), repo, walt, ok=False, timeout=120)
+    assert refused.returncode == 1 and "refused" in refused.stderr, refused.stderr
+    version = second["version"]
+    rule = ("from mnist_ae.tracking import registrar; "
+            f"print(registrar.for_store().promote({MODEL!r}, {version!r}).why)")  # fmt: skip
+    decided = run(network.on("laptop", [sys.executable, "-c", rule]), repo, wendy)
+    assert "not promoted" in decided.stdout and "refused" in decided.stdout
+    gone = run(network.on("laptop", denoise), repo, walt, ok=False)
+    assert gone.returncode == 1 and "has no @champion" in gone.stderr  # none left on those files
+    assert not marker.exists()  # nothing of the planted code ran

@@ -115,17 +115,15 @@ def output_names(pictures: list[Picture]) -> list[str]:
 
 def champion(params, into: Path):
     """The champion as a pyfunc, loaded from a checked copy, and a line saying which it is."""
-    import mlflow
-
     from mnist_ae.tracking import registry, store
 
     store.connect_to_read(repo_root())
     name = params.mlflow.registered_model
-    version, local = registry.verified_copy(name, "@champion", into)
+    version, model = registry.load_verified(name, "@champion", into)
     score = version.tags.get("test_denoising_psnr")
     quality = f"test denoising PSNR {float(score):.3f} dB" if score else "no test PSNR recorded"
     about = f"model {name} version {version.version} (@champion), {quality}"
-    return mlflow.pyfunc.load_model(str(local)), about
+    return model, about
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,12 +1,12 @@
 """The promote stage's registry part: the version tagged with what evaluate measured and whether
-it beats PCA, then the champion rule (tracking.champion) decides about @champion."""
+it beats PCA, then the registrar runs the champion rule (tracking.champion) on @champion."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from mnist_ae.analysis.tasks import TASKS
-from mnist_ae.tracking import champion, registry
+from mnist_ae.tracking import champion, registrar, registry
 from mnist_ae.tracking.run_record import RunRecord
 
 
@@ -22,7 +22,8 @@ def evaluation_tags(
     }
 
 
-def promote(record: RunRecord, tags: dict[str, Any]) -> champion.Decision:
-    """Tag the training's version, then let the champion rule decide."""
+def promote(record: RunRecord, tags: dict[str, Any]) -> registry.Decision:
+    """Tag the training's version, then let the registrar's champion rule decide."""
     registry.tag_version(record.registered_model, record.version, tags)
-    return champion.promote(record.registered_model, record.version)
+    stack_or_local = registrar.for_store(champion.promote)
+    return stack_or_local.promote(record.registered_model, record.version)

@@ -33,7 +33,7 @@ from mnist_ae.plumbing.outputs import atomic_path, publish_files, write_csv, wri
 from mnist_ae.plumbing.params import Params, flatten
 from mnist_ae.plumbing.repo import repo_root
 from mnist_ae.plumbing.signals import Interrupted, critical
-from mnist_ae.tracking import registry, runs, store
+from mnist_ae.tracking import registrar, registry, runs, store
 from mnist_ae.tracking.epoch_log import EpochLog
 from mnist_ae.tracking.run_record import RUN_RECORD, RunRecord
 
@@ -205,7 +205,11 @@ def publish(
             }
             with critical():
                 registered = registry.log_and_register_model(
-                    model, example, job.params.mlflow.registered_model, version_tags
+                    model,
+                    example,
+                    job.params.mlflow.registered_model,
+                    version_tags,
+                    registrar.for_store(),
                 )
                 record = RunRecord(
                     run_id=run_id,

@@ -24,7 +24,7 @@ from pathlib import Path
 from mnist_ae.plumbing.cli import run_stage
 from mnist_ae.plumbing.repo import repo_root
 from mnist_ae.stack import control
-from mnist_ae.stack.clients import client_env, write_client_folder
+from mnist_ae.stack.clients import client_env, dvc_settings, write_client_folder
 from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, ROLES, Layout
 from mnist_ae.stack.processes import StackError
 from mnist_ae.stack.tls import ServerTLS
@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = top.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start what is not running", parents=[common])
-    up.add_argument("--port-base", type=int, help="first of the ten ports (default 15000)")
+    up.add_argument("--port-base", type=int, help="first of the eleven ports (default 15000)")
     up.add_argument(
         "--host", help="address the team's machines reach (default 127.0.0.1: this machine only)"
     )
@@ -116,10 +116,16 @@ def main(argv: list[str] | None = None) -> None:
         elif not layout.exists():
             raise StackError(f"no stack in {layout.root}: start one with `dev.py stack up`")
         elif args.user is not None:
-            lines = client_env(write_client_folder(layout, args.user), repo_root())
+            folder = write_client_folder(layout, args.user)
+            lines = client_env(folder, None)  # the operator's own checkout stays as it is
+            print(
+                f"a checkout's DVC remote: python3 dev.py stack env --client {folder}, run in it",
+                file=sys.stderr,
+            )
         elif layout.networked():
             raise StackError("this stack has logins: `stack env --user NAME` (see `stack user`)")
         else:
+            dvc_settings(repo_root(), layout.url("s3"), None, layout.aws_credentials)
             lines = [f"export {k}={shlex.quote(v)}" for k, v in layout.client_env().items()]
         print("\n".join(lines))
     elif args.command == "status":

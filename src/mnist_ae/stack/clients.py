@@ -1,11 +1,13 @@
 """What a team member's machine needs to use a stack on a network address: a folder with the
-stack's certificate authority, their MLflow password and S3 keys (files readable by their owner
-only), the shell lines that point MLflow at the server, and the DVC remote settings of their
-checkout's `.dvc/config.local`.
+stack's certificate authority and public model key, their MLflow password and S3 keys (files
+readable by their owner only), the shell lines that point MLflow and the registrar at the
+server, and the DVC remote settings of their checkout's `.dvc/config.local`.
 
-`stack env --user NAME` writes the folder on the server host (`.stack/clients/NAME/`); copied to
-another machine, `stack env --client FOLDER` there gives the same lines and settings for where
-the folder now is. Passwords are read from the files by the shell, never printed.
+`stack env --user NAME` writes the folder on the server host (`.stack/clients/NAME/`) and prints
+the lines, leaving the operator's own checkout alone; copied to another machine,
+`stack env --client FOLDER` there gives the same lines for where the folder now is, and sets the
+DVC remote of the checkout it runs in. Passwords are read from the files by the shell, never
+printed.
 """
 
 from __future__ import annotations
@@ -21,11 +23,15 @@ from mnist_ae.stack.processes import StackError
 
 REMOTE = "team"  # the DVC remote of .dvc/config
 CLIENT_FILE = "client.json"
+MODEL_KEY = "model-key.pem"
+# The committed remote's endpoint: a name that never resolves (RFC 6761), so a clone without
+# these settings sends its data nowhere, and the error names what to run.
+UNSET_ENDPOINT = "https://run-dev-py-stack-env-first.invalid"
 
 
 def write_client_folder(layout: Layout, name: str) -> Path:
-    """The user's folder: `client.json` (who, where), `ca.pem`, `mlflow-password`,
-    `aws-credentials`."""
+    """The user's folder: `client.json` (who, where), `ca.pem`, `model-key.pem` (the
+    registrar's public key), `mlflow-password`, `aws-credentials`."""
     users = layout.users()
     if name not in users:
         raise StackError(f"no user {name}: add one with `stack user add {name} --role reader`")
@@ -36,9 +42,11 @@ def write_client_folder(layout: Layout, name: str) -> Path:
         "role": user.role,
         "mlflow": layout.url("mlflow"),
         "s3": layout.url("s3"),
+        "registrar": layout.url("registrar"),
     }
     write_private(folder / CLIENT_FILE, json.dumps(about, indent=2) + "\n")
     shutil.copyfile(layout.tls().ca, folder / "ca.pem")
+    shutil.copyfile(layout.model_key, folder / MODEL_KEY)
     write_private(folder / "mlflow-password", user.mlflow_password + "\n")
     write_private(
         folder / "aws-credentials",
@@ -53,7 +61,7 @@ def read_client_folder(folder: Path) -> dict[str, str]:
     folder = folder.resolve()
     try:
         about = json.loads((folder / CLIENT_FILE).read_text())
-        return {key: str(about[key]) for key in ("user", "role", "mlflow", "s3")}
+        return {key: str(about[key]) for key in ("user", "role", "mlflow", "s3", "registrar")}
     except (OSError, ValueError, KeyError) as error:
         raise StackError(
             f"{folder}: not a folder `stack env --user NAME` wrote ({type(error).__name__}: "
@@ -61,14 +69,15 @@ def read_client_folder(folder: Path) -> dict[str, str]:
         ) from None
 
 
-def client_env(folder: Path, checkout: Path) -> list[str]:
+def client_env(folder: Path, checkout: Path | None) -> list[str]:
     """Shell lines for `eval`, for the user of `folder` (wherever it is now); writes the AWS
-    config beside it and the DVC remote settings into `checkout`'s .dvc/config.local."""
+    config beside it and, given a `checkout`, the DVC remote settings of its .dvc/config.local."""
     folder = folder.resolve()
     about = read_client_folder(folder)
     ca = folder / "ca.pem"
     write_private(folder / "aws-config", aws_config_text(about["s3"], ca))
-    dvc_settings(checkout, about["s3"], ca, folder / "aws-credentials")
+    if checkout is not None:
+        dvc_settings(checkout, about["s3"], ca, folder / "aws-credentials")
     password = shlex.quote(str(folder / "mlflow-password"))
     return [
         f"export MLFLOW_TRACKING_URI={shlex.quote(about['mlflow'])}",
@@ -77,14 +86,16 @@ def client_env(folder: Path, checkout: Path) -> list[str]:
         f'export MLFLOW_TRACKING_PASSWORD="$(cat {password})"',
         # artifacts through the server (which checks the login), not presigned S3 links
         "export MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false",
+        f"export MNIST_AE_REGISTRAR_URL={shlex.quote(about['registrar'])}",
+        f"export MNIST_AE_MODEL_KEY={shlex.quote(str(folder / MODEL_KEY))}",
         f"export AWS_CONFIG_FILE={shlex.quote(str(folder / 'aws-config'))}",
         f"export AWS_SHARED_CREDENTIALS_FILE={shlex.quote(str(folder / 'aws-credentials'))}",
     ]
 
 
-def dvc_settings(checkout: Path, s3_url: str, ca: Path, credentials: Path) -> None:
-    """The `team` remote's endpoint, certificate authority and keys in .dvc/config.local
-    (git-ignored): the bucket itself stays in .dvc/config."""
+def dvc_settings(checkout: Path, s3_url: str, ca: Path | None, credentials: Path) -> None:
+    """The `team` remote's endpoint, certificate authority (on https) and keys in
+    .dvc/config.local (git-ignored): the bucket itself stays in .dvc/config."""
     from dvc.config import Config
 
     dvc_dir = checkout / ".dvc"
@@ -93,6 +104,6 @@ def dvc_settings(checkout: Path, s3_url: str, ca: Path, credentials: Path) -> No
     config = Config(dvc_dir=str(dvc_dir), validate=False)
     with config.edit("local") as local:
         remote = local.setdefault("remote", {}).setdefault(REMOTE, {})
-        remote.update(
-            {"endpointurl": s3_url, "ssl_verify": str(ca), "credentialpath": str(credentials)}
-        )
+        remote.update({"endpointurl": s3_url, "credentialpath": str(credentials)})
+        if ca is not None:
+            remote["ssl_verify"] = str(ca)

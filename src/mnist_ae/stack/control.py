@@ -21,12 +21,13 @@ from mnist_ae.stack.layout import (
 from mnist_ae.stack.mlflow_server import AdminApi, MlflowServer
 from mnist_ae.stack.postgres import PostgreSQL
 from mnist_ae.stack.processes import LOOPBACK, StackError, Started, port_is_free, wait_for
+from mnist_ae.stack.registrar import RegistrarService
 from mnist_ae.stack.seaweedfs import SeaweedFS
 from mnist_ae.stack.service import READY_TIMEOUT, Service
 from mnist_ae.stack.tls import ServerTLS, make_authority, names_in
 
 POSTGRES = PostgreSQL()
-SERVICES: tuple[Service, ...] = (POSTGRES, SeaweedFS(), MlflowServer())
+SERVICES: tuple[Service, ...] = (POSTGRES, SeaweedFS(), MlflowServer(), RegistrarService())
 
 
 def default_dir(repo: Path) -> Path:
@@ -34,13 +35,13 @@ def default_dir(repo: Path) -> Path:
 
 
 def free_port_base() -> int:
-    """The first of ten consecutive free loopback ports, picked at random (for stacks beside a
+    """The first of eleven consecutive free loopback ports, picked at random (for stacks beside a
     user's own on 15000: the tests' and the benchmarks')."""
     for _ in range(200):
-        base = random.randrange(20000, 60000, 10)
+        base = random.randrange(20000, 60000, 20)
         if all(port_is_free(base + offset) for offset in PORT_OFFSETS.values()):
             return base
-    raise StackError("no ten consecutive free ports on 127.0.0.1")
+    raise StackError(f"no {len(PORT_OFFSETS)} consecutive free ports on 127.0.0.1")
 
 
 def _running(layout: Layout) -> dict[str, Started]:
@@ -219,7 +220,7 @@ def _require_team_stack(layout: Layout) -> None:
             "127.0.0.1 the stack is one person's and needs no logins"
         )
     running = _running(layout)
-    if not {"mlflow", "seaweedfs"} <= set(running):
+    if not {"mlflow", "seaweedfs", "registrar"} <= set(running):
         raise StackError("the stack is not running: start it first (`stack up`)")
 
 

@@ -29,7 +29,7 @@ DEFAULT_PORT_BASE = 15000
 # MLflow server processes: 2 serve a team on 2 cores (MLflow's default of 4 is too many there);
 # 1 is enough for one person and starts faster.
 DEFAULT_MLFLOW_WORKERS = 2
-# Offsets from the port base: one block of ten ports for the whole stack.
+# Offsets from the port base: one block of eleven ports for the whole stack.
 PORT_OFFSETS = {
     "mlflow": 0,
     "postgres": 1,
@@ -41,13 +41,15 @@ PORT_OFFSETS = {
     "volume.grpc": 7,
     "filer": 8,
     "filer.grpc": 9,
+    "registrar": 10,
 }
 MLFLOW_BUCKET = "mnist-ae-mlflow"  # MLflow's proxied artifacts
 DVC_BUCKET = "mnist-ae-dvc"  # the DVC remote `team` (.dvc/config)
 DATABASE = "mlflow"  # MLflow's runs and registry
 AUTH_DATABASE = "mlflow_auth"  # MLflow's users and permissions (network stacks only)
 ROLES = ("reader", "writer")
-USER_NAME = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
+USER_NAME = re.compile(r"[a-z][a-z0-9_-]{1,31}")  # whole name: fullmatch (no "\n" after $)
+RESERVED_NAMES = ("admin", "mnist-ae-stack")  # MLflow's admin, the stack's own S3 identity
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,12 @@ class User:
 
     @classmethod
     def new(cls, name: str, role: str) -> User:
-        if not USER_NAME.match(name):
+        if not USER_NAME.fullmatch(name):
             raise StackError(
                 f"user name {name!r}: 2-32 lower-case letters, digits, '-' or '_', first a letter"
             )
+        if name in RESERVED_NAMES:
+            raise StackError(f"user name {name!r} is the stack's own; choose another")
         if role not in ROLES:
             raise StackError(f"role {role!r}: one of {', '.join(ROLES)}")
         key = "MNISTAE" + secrets.token_hex(6).upper()
@@ -132,6 +136,11 @@ class Layout:
     @property
     def aws_credentials(self) -> Path:
         return self.root / "aws" / "credentials"
+
+    @property
+    def model_key(self) -> Path:
+        """The public half of the registrar's signing key (stack.registrar)."""
+        return self.folder("registrar") / "signing.pub"
 
     def folder(self, component: str) -> Path:
         return self.root / component
@@ -256,6 +265,8 @@ class Layout:
         S3 endpoint and keys for DVC."""
         return {
             "MLFLOW_TRACKING_URI": self.url("mlflow"),
+            "MNIST_AE_REGISTRAR_URL": self.url("registrar"),
+            "MNIST_AE_MODEL_KEY": str(self.model_key),
             "AWS_CONFIG_FILE": str(self.aws_config),
             "AWS_SHARED_CREDENTIALS_FILE": str(self.aws_credentials),
         }

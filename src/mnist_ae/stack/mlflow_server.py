@@ -19,6 +19,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from typing import Any
 
 from mnist_ae.plumbing.outputs import write_private
@@ -33,11 +34,14 @@ AUTH_CACHE_SECONDS = 60
 # (resource type, pattern, permission) each role grants, on every experiment and model
 GRANTS = {
     "reader": [("experiment", "*", "READ"), ("registered_model", "*", "READ")],
+    # Registering a version and moving an alias both need EDIT on the registered model: the
+    # stack's registrar does both, so writers only read it, and tag or delete versions (what
+    # promote measured; what a failed training registered).
     "writer": [
-        ("workspace", "*", "USE"),  # create the experiment and the registered model
+        ("workspace", "*", "USE"),  # create the experiment
         ("experiment", "*", "EDIT"),
-        ("registered_model", "*", "EDIT"),
-        ("registered_model_version", "*", "MANAGE"),  # delete what a failed training registered
+        ("registered_model", "*", "READ"),
+        ("registered_model_version", "*", "MANAGE"),
     ],
 }
 
@@ -105,6 +109,17 @@ class AdminApi:
 
     def remove_user(self, name: str) -> None:
         self.call("DELETE", "/api/2.0/mlflow/users/delete", {"username": name})
+
+    def revoke_model_grants(self, model: str, users: Iterable[str]) -> None:
+        """Take back what a member got on registered model `model` by creating it (MLflow gives
+        its creator MANAGE, which moves aliases): then the roles' grants alone apply."""
+        for name in users:
+            body = {"username": name, "resource_type": "registered_model", "resource_id": model}
+            try:
+                self.call("POST", "/api/3.0/mlflow/users/permissions/revoke", body)
+            except StackError as error:
+                if " 404:" not in str(error) and "RESOURCE_DOES_NOT_EXIST" not in str(error):
+                    raise
 
 
 class MlflowServer(Service):

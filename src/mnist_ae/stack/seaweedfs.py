@@ -22,13 +22,18 @@ import sys
 from pathlib import Path
 
 from mnist_ae.plumbing.outputs import write_private
-from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, Layout, User
+from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, RESERVED_NAMES, Layout, User
 from mnist_ae.stack.processes import LOOPBACK, Started, wait_for
 from mnist_ae.stack.service import READY_TIMEOUT, Service
 from mnist_ae.stack.tls import make_authority
 
 BUCKETS = (MLFLOW_BUCKET, DVC_BUCKET)
-ACTIONS = {"reader": ("Read", "List"), "writer": ("Read", "List", "Write", "Tagging")}
+# Members write only DVC's bucket: MLflow's artifacts go through the MLflow server's proxy,
+# which checks their login and role.
+ACTIONS = {
+    "reader": {MLFLOW_BUCKET: ("Read", "List"), DVC_BUCKET: ("Read", "List")},
+    "writer": {MLFLOW_BUCKET: ("Read", "List"), DVC_BUCKET: ("Read", "List", "Write", "Tagging")},
+}
 _COMPONENTS = ("master", "volume", "filer", "s3", "client", "admin")
 
 
@@ -43,7 +48,7 @@ def identities(layout: Layout, users: dict[str, User]) -> dict:
     secrets_ = layout.secrets()
     found = [
         {
-            "name": "mnist-ae-stack",
+            "name": RESERVED_NAMES[1],  # the stack's own identity
             "credentials": [
                 {"accessKey": secrets_.s3_access_key, "secretKey": secrets_.s3_secret_key}
             ],
@@ -55,7 +60,11 @@ def identities(layout: Layout, users: dict[str, User]) -> dict:
             {
                 "name": user.name,
                 "credentials": [{"accessKey": user.s3_access_key, "secretKey": user.s3_secret_key}],
-                "actions": [f"{a}:{b}" for a in ACTIONS[user.role] for b in BUCKETS],
+                "actions": [
+                    f"{action}:{bucket}"
+                    for bucket, actions in ACTIONS[user.role].items()
+                    for action in actions
+                ],
             }
         )
     return {"identities": found}

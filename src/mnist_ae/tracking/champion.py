@@ -21,7 +21,6 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -29,19 +28,13 @@ from mlflow.tracking import MlflowClient
 
 from mnist_ae.plumbing.signals import critical
 from mnist_ae.tracking import registry
-from mnist_ae.tracking.registry import COMPLETE, OUTPUTS_TAG
+from mnist_ae.tracking.registry import COMPLETE, OUTPUTS_TAG, Decision
 
 CHAMPION = "champion"
 METRIC = "test_denoising_psnr"  # version tag: the denoising PSNR evaluate measured
 BEATS_PCA = "beats_pca"  # version tag: "true" when it beats PCA at its own code size
 COMPARABLE_BY = ("noise_std", "test_digest")  # version tags that must match to compare
 MAX_ROUNDS = 20
-
-
-@dataclass(frozen=True)
-class Decision:
-    promoted: bool  # this version holds @champion now
-    why: str
 
 
 def _champion(client: MlflowClient, name: str) -> ModelVersion | None:

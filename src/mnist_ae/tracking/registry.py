@@ -1,9 +1,11 @@
 """The model registry: each training's model as a new version, tagged with what it is and whether
 the train stage's outputs exist for it ("pending" until they are published, then "complete").
 
-No tag alone can choose what runs on a user's machine: the training records the SHA-256 of the
-files it registered (`model_sha256`, on its run), and every place that loads a version (the
-champion rule, denoise, serve) downloads it, compares, and refuses a mismatch before loading.
+No tag alone can choose what runs on a user's machine: the registrar (tracking.registrar) signs
+each version's number, creation time and the SHA-256 of its files when it registers it, and every
+place that loads a version (the champion rule, denoise, serve) checks the signature with the
+store's public key, downloads the files and compares them with the signed digest, and refuses
+a mismatch before anything is loaded.
 """
 
 from __future__ import annotations
@@ -24,21 +26,31 @@ from mlflow.tracking import MlflowClient
 
 from mnist_ae.plumbing.digests import sha256_tree
 from mnist_ae.plumbing.errors import PipelineError
+from mnist_ae.tracking import signing
 from mnist_ae.tracking.store import TrackingError
 
 if TYPE_CHECKING:
     import torch
 
+    from mnist_ae.tracking.registrar import AnyRegistrar
+
 OUTPUTS_TAG = "outputs"  # "pending" from registration until train's outputs are published
 COMPLETE = "complete"
 WEIGHTS_TAG = "weights_sha256"  # of the trained weights: on the training's run and its version
-MODEL_TAG = "model_sha256"  # of the registered model's files: on the training's run, its version
 # written by MLflow into each download (the name and version it was fetched as), not stored
 _DOWNLOAD_NOTE = ("registered_model_meta",)
 
 
 class ModelFilesError(PipelineError, ValueError):
     """A registered version's files are not the ones its training recorded."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the champion rule made of a version."""
+
+    promoted: bool  # this version holds @champion now
+    why: str
 
 
 @dataclass(frozen=True)
@@ -50,11 +62,16 @@ class RegisteredModel:
 
 
 def log_and_register_model(
-    model: torch.nn.Module, example: np.ndarray, registered_name: str, tags: Mapping[str, Any]
+    model: torch.nn.Module,
+    example: np.ndarray,
+    registered_name: str,
+    tags: Mapping[str, Any],
+    registrar: AnyRegistrar,
 ) -> RegisteredModel:
     """Log the model (torch.export format, float32 N x 1 x 28 x 28 in [0, 1] in and out) and
-    register it as a new version tagged with `tags` and outputs "pending". The example is a
-    numpy batch of at least 2: MLflow then keeps the pyfunc flavor and a free batch size."""
+    have the registrar register and sign it as a new version tagged with `tags` and outputs
+    "pending". The example is a numpy batch of at least 2: MLflow then keeps the pyfunc flavor
+    and a free batch size."""
     import torch  # here only: the champion rule, promote and serve run without it
 
     model = model.to("cpu").eval()
@@ -69,13 +86,16 @@ def log_and_register_model(
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )
     with tempfile.TemporaryDirectory(prefix="logged-model-") as copy:
-        local = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=copy)
-        digest = sha256_tree(local, _DOWNLOAD_NOTE)
-    mlflow.set_tag(MODEL_TAG, digest)  # on the training's run: what the version must hold
-    version_tags = {key: str(value) for key, value in tags.items()}
-    version_tags |= {OUTPUTS_TAG: "pending", MODEL_TAG: digest}
-    version = mlflow.register_model(info.model_uri, registered_name, tags=version_tags)
-    return RegisteredModel(info.model_uri, registered_name, str(version.version), digest)
+        _, digest = download_with_digest(info.model_uri, Path(copy))
+    run_id = mlflow.active_run().info.run_id
+    version = registrar.register(registered_name, info.model_uri, run_id, digest, tags)
+    return RegisteredModel(info.model_uri, registered_name, version, digest)
+
+
+def download_with_digest(uri: str, into: Path) -> tuple[Path, str]:
+    """A model's files downloaded into `into`, and the SHA-256 of them all."""
+    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(into)))
+    return local, sha256_tree(local, _DOWNLOAD_NOTE)
 
 
 def tag_version(name: str, version: str, tags: Mapping[str, Any]) -> None:
@@ -112,28 +132,41 @@ def discard_incomplete_versions(name: str, run_id: str) -> list[str]:
 
 
 def verified_copy(name: str, reference: str, into: Path) -> tuple[ModelVersion, Path]:
-    """Download version `reference` of `name` (a number, or `@alias`) into `into` and check
-    its files against the digest its training recorded on its run; return the version and the
-    local copy to load. A mismatch, or a version with no recorded digest, is refused."""
+    """Download version `reference` of `name` (a number, or `@alias`) into `into` after
+    checking its signature, and its files against the digest signed; return the version and the
+    local copy to load. An unsigned version, a signature that does not hold, or files that are
+    not the ones signed are refused in one line naming the version."""
     client = MlflowClient()
     version = _find_version(client, name, reference)
     label = f"{name} version {version.version}"
-    expected = client.get_run(version.run_id).data.tags.get(MODEL_TAG) if version.run_id else None
-    if not expected:
+    digest = version.tags.get(signing.DIGEST_TAG)
+    signature = version.tags.get(signing.SIGNATURE_TAG)
+    if not digest or not signature:
         raise ModelFilesError(
-            f"{label}: its training recorded no SHA-256 of its files ({MODEL_TAG}); refused: "
-            "retrain it with this code (dvc repro --force train)"
+            f"{label}: not signed by the store's registrar (registered by hand, or before "
+            "versions were signed); refused: retrain it (dvc repro --force train)"
         )
-    local = Path(
-        mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}", dst_path=str(into))
-    )
-    actual = sha256_tree(local, _DOWNLOAD_NOTE)
-    if actual != expected:
+    key = signing.trusted_key(mlflow.get_tracking_uri())
+    created = version.creation_timestamp
+    if not signing.signature_holds(key, signature, name, str(version.version), created, digest):
         raise ModelFilesError(
-            f"{label}: its model files have SHA-256 {actual[:16]}..., not the {expected[:16]}... "
-            f"its training recorded (run {version.run_id}): changed after registration; refused"
+            f"{label}: its signature does not hold for its number, creation time and files' "
+            "digest (its tags were changed, or another key signed it); refused"
+        )
+    local, actual = download_with_digest(f"models:/{name}/{version.version}", into)
+    if actual != digest:
+        raise ModelFilesError(
+            f"{label}: its model files have SHA-256 {actual[:16]}..., not the {digest[:16]}... "
+            "that was signed when it was registered: changed after registration; refused"
         )
     return version, local
+
+
+def load_verified(name: str, reference: str, into: Path) -> tuple[ModelVersion, Any]:
+    """Version `reference` of `name` as a pyfunc model, loaded from the copy in `into` only
+    after its signature and files check out (verified_copy)."""
+    version, local = verified_copy(name, reference, into)
+    return version, mlflow.pyfunc.load_model(str(local))
 
 
 def _find_version(client: MlflowClient, name: str, reference: str) -> ModelVersion:
