@@ -324,3 +324,18 @@ def test_a_pid_file_that_names_another_process_gets_it_no_signal(tmp_path):
     finally:
         victim.kill()
         victim.wait()
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("admin", "user name 'admin' is the stack's own; choose another"),
+        ("mnist-ae-stack", "user name 'mnist-ae-stack' is the stack's own; choose another"),
+        ("walt\n", "user name 'walt\\n': 2-32 lower-case letters"),
+        ("wa/lt", "user name 'wa/lt': 2-32 lower-case letters"),
+    ],
+)
+def test_a_reserved_name_or_one_with_a_newline_or_slash_is_refused_in_one_line(stack, name, why):
+    refused = stack_command(stack.root, "user", "add", name, "--role", "writer")
+    assert refused.returncode == 1 and refused.stderr.startswith(f"error: {why}")
+    assert len(refused.stderr.strip().splitlines()) == 1 and name not in stack.users()

@@ -226,12 +226,12 @@ def _require_team_stack(layout: Layout) -> None:
 
 def add_user(layout: Layout, name: str, role: str) -> User:
     """An MLflow login with the role's permissions and an S3 identity limited to match."""
+    user = User.new(name, role)  # a bad name or role: refused before anything else
     with layout.locked("user add"):
         _require_team_stack(layout)
         users = layout.users()
         if name in users:
             raise StackError(f"user {name} exists ({users[name].role}); remove it first")
-        user = User.new(name, role)
         AdminApi(layout).add_user(user)
         layout.save_users(users | {name: user})
         SeaweedFS().reload_identities(layout)
