@@ -20,6 +20,7 @@ import sys
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 from docs_check import _FENCE
@@ -426,13 +427,20 @@ def known_ports() -> dict[str, int]:
     from mlflow.cli import cli
 
     from mnist_ae import serve
+    from mnist_ae.stack.clients import UNSET_ENDPOINT
 
     ports = {name: DEFAULT_PORT_BASE + offset for name, offset in PORT_OFFSETS.items()}
     import click
 
     ui = cli.get_command(click.Context(cli), "ui")
     ui_port = next(p.default for p in ui.params if p.name == "port")
-    return ports | {"dev.py ui": int(ui_port), "serve": serve.parser().get_default("port")}
+    # the committed DVC remote's endpoint: a port where nothing listens, on purpose
+    nowhere = urlparse(UNSET_ENDPOINT).port
+    return ports | {
+        "dev.py ui": int(ui_port),
+        "serve": serve.parser().get_default("port"),
+        "no DVC remote yet": nowhere,
+    }
 
 
 def port_problems(pages: list[Path]) -> list[str]:

@@ -20,6 +20,7 @@ import psutil
 import pytest
 from helpers import REPO, clean_env, free_port_base, stack_command
 
+from mnist_ae.stack.clients import UNSET_ENDPOINT
 from mnist_ae.stack.folders import Account
 from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, Layout
 from mnist_ae.stack.postgres import CLUSTERS_SETTING, PostgreSQL
@@ -76,8 +77,7 @@ def test_env_gives_what_a_shell_needs_and_no_secret(stack, monkeypatch, tmp_path
     assert f"export MNIST_AE_REGISTRAR_URL={stack.url('registrar')}" in printed
     assert f"export MNIST_AE_MODEL_KEY={stack.model_key}" in printed
     # committed: a port of this machine where nothing listens, its path saying what to run
-    committed = remote_endpoint(REPO, "repo")
-    assert committed == "http://127.0.0.1:1/run-python3-dev.py-stack-env-first"
+    assert remote_endpoint(REPO, "repo") == UNSET_ENDPOINT
     assert remote_endpoint(tmp_path) == stack.url("s3")
     assert f"export AWS_SHARED_CREDENTIALS_FILE={stack.aws_credentials}" in printed
     assert not any(value in printed for value in secrets.values())

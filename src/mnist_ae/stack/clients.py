@@ -24,9 +24,10 @@ from mnist_ae.stack.processes import StackError
 REMOTE = "team"  # the DVC remote of .dvc/config
 CLIENT_FILE = "client.json"
 MODEL_KEY = "model-key.pem"
-# The committed remote's endpoint: a name that never resolves (RFC 6761), so a clone without
-# these settings sends its data nowhere, and the error names what to run.
-UNSET_ENDPOINT = "https://run-dev-py-stack-env-first.invalid"
+# The committed remote's endpoint (.dvc/config): a port of the machine itself where nothing
+# listens, so a clone without these settings sends its data nowhere (the bucket's name alone
+# would reach whoever owns it on AWS), and the error shows what to run.
+UNSET_ENDPOINT = "http://127.0.0.1:1/run-python3-dev.py-stack-env-first"
 
 
 def write_client_folder(layout: Layout, name: str) -> Path:
