@@ -51,14 +51,22 @@ def signature_holds(
 
 
 def load_or_create_private(path: Path) -> Ed25519PrivateKey:
-    """The signing key in `path` (PEM, owner-only), made on first use."""
+    """The signing key in `path` (PEM, owner-only), made on first use. Queued experiments may
+    start together: the first key linked into place wins, and every process uses that one."""
     if not path.exists():
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        write_private(path, pem.decode())
+        made = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        write_private(made, pem.decode())
+        try:
+            os.link(made, path)
+        except FileExistsError:
+            pass  # another process made it meanwhile: theirs is the key
+        finally:
+            made.unlink()
     return load_private(path)
 
 
