@@ -18,6 +18,8 @@ import json
 import os
 import shutil
 import signal
+import socket
+import ssl
 import sys
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from mnist_ae.plumbing.outputs import write_private
 from mnist_ae.stack.layout import DVC_BUCKET, MLFLOW_BUCKET, RESERVED_NAMES, Layout, User
 from mnist_ae.stack.processes import LOOPBACK, Started, wait_for
 from mnist_ae.stack.service import READY_TIMEOUT, Service
-from mnist_ae.stack.tls import make_authority
+from mnist_ae.stack.tls import make_authority, pair_intact
 
 BUCKETS = (MLFLOW_BUCKET, DVC_BUCKET)
 # Members write only DVC's bucket: MLflow's artifacts go through the MLflow server's proxy,
@@ -35,6 +37,45 @@ ACTIONS = {
     "writer": {MLFLOW_BUCKET: ("Read", "List"), DVC_BUCKET: ("Read", "List", "Write", "Tagging")},
 }
 _COMPONENTS = ("master", "volume", "filer", "s3", "client", "admin")
+_HTTPS = ("master", "volume", "filer")  # their HTTP ports: other local accounts reach them
+
+
+# What other local accounts could reach on 127.0.0.1: each must demand a client certificate
+# of the stack's internal authority. SeaweedFS serves plaintext on a port whose certificate
+# files fail to load, so `up` checks rather than trusts.
+INTERNAL_PORTS = ("master", "volume", "filer", "master.grpc", "volume.grpc", "filer.grpc",
+                  "s3.grpc")  # fmt: skip
+
+
+def tls_problem(port: int, grpc: Path, protocol: str | None) -> str | None:
+    """What is wrong with the port's TLS (serves without it, or without a client certificate),
+    or None when it speaks TLS with the internal certificate and refuses a client without one.
+    `protocol`: the ALPN name gRPC requires ("h2")."""
+
+    def context(with_certificate: bool) -> ssl.SSLContext:
+        made = ssl.create_default_context(cafile=str(grpc / "ca.pem"))
+        if with_certificate:
+            made.load_cert_chain(grpc / "server.pem", grpc / "server.key")
+        if protocol:
+            made.set_alpn_protocols([protocol])
+        return made
+
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=3) as raw:
+            context(True).wrap_socket(raw, server_hostname=LOOPBACK).close()
+    except (OSError, ssl.SSLError) as error:
+        return f"does not speak TLS with the stack's internal certificate ({error})"
+    try:
+        with (
+            socket.create_connection((LOOPBACK, port), timeout=3) as raw,
+            context(False).wrap_socket(raw, server_hostname=LOOPBACK) as tls,
+        ):
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            if tls.recv(1):
+                return "answers a client without a certificate"
+    except (OSError, ssl.SSLError):
+        pass
+    return None
 
 
 def weed_binary() -> str | None:
@@ -122,7 +163,8 @@ class SeaweedFS(Service):
         gRPC port; no web origin but the stack's own."""
         folder = layout.folder(self.name)
         grpc = folder / "grpc"
-        if not (grpc / "server.pem").is_file():
+        if not pair_intact(grpc / "server.pem", grpc / "server.key", grpc / "ca.pem"):
+            # missing or damaged: SeaweedFS would serve plaintext; only it uses this authority
             make_authority(grpc, [LOOPBACK, "localhost"], client_too=True)
         s = layout.secrets()
         origin = layout.url("mlflow")
@@ -139,6 +181,12 @@ class SeaweedFS(Service):
             f'[grpc.{c}]\ncert = "{grpc / "server.pem"}"\nkey = "{grpc / "server.key"}"'
             for c in _COMPONENTS
         ]
+        # HTTPS with client certificates on master, volume and filer (a `ca` makes each require
+        # one), and the certificate they and the gateway present to each other
+        files = f'cert = "{grpc / "server.pem"}"\nkey = "{grpc / "server.key"}"\n'
+        files += f'ca = "{grpc / "ca.pem"}"'
+        lines += [f"[https.{c}]\n{files}" for c in _HTTPS]
+        lines.append(f"[https.client]\nenabled = true\n{files}")
         write_private(folder / "security.toml", "\n\n".join(lines) + "\n")
 
     def start(self, layout: Layout) -> Started:
@@ -208,7 +256,15 @@ class SeaweedFS(Service):
         return True
 
     def configure(self, layout: Layout) -> None:
-        """Both buckets, each proven writable (SeaweedFS assigns volumes on first write)."""
+        """Every internal port proven to demand the internal certificate, then both buckets,
+        each proven writable (SeaweedFS assigns volumes on first write)."""
+        grpc, ports = layout.folder(self.name) / "grpc", layout.ports()
+        for name in INTERNAL_PORTS:
+            problem = tls_problem(ports[name], grpc, "h2" if name.endswith(".grpc") else None)
+            if problem is not None:
+                raise self.fail(
+                    layout, f"port {ports[name]} ({name}) {problem}: its certificates did not load"
+                )
         client = self.s3(layout)
         for bucket in BUCKETS:
             existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}

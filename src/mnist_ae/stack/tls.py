@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -111,4 +112,20 @@ def names_in(certificate: Path) -> list[str]:
         return []
     return [str(value) for value in names.get_values_for_type(x509.IPAddress)] + list(
         names.get_values_for_type(x509.DNSName)
+    )
+
+
+def pair_intact(certificate: Path, key: Path, ca: Path) -> bool:
+    """Whether the files load, and the key is the certificate's and the authority signed it."""
+    try:
+        loaded = x509.load_pem_x509_certificate(certificate.read_bytes())
+        private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+        authority = x509.load_pem_x509_certificate(ca.read_bytes())
+        loaded.verify_directly_issued_by(authority)
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        return False
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    return loaded.public_key().public_bytes(der, spki) == private.public_key().public_bytes(
+        der, spki
     )
