@@ -47,10 +47,16 @@ QUICK = "not (services or pipeline or stages)"  # pytest's -m for `test --quick`
 FIX = "run `apt-get install python3-venv` (Debian, Ubuntu) or `pip install uv`, then this again"
 
 
-def postgresql_missing() -> bool:
-    """The full suite starts the team stack, which runs PostgreSQL from the system's package
-    (Debian installs its programs under /usr/lib/postgresql/<version>/bin, off PATH)."""
-    return not (glob.glob("/usr/lib/postgresql/*/bin/initdb") or shutil.which("initdb"))
+def stack_packages_missing() -> list[str]:
+    """The system's packages the full suite's team stack runs that are not installed:
+    PostgreSQL (Debian puts its programs under /usr/lib/postgresql/<version>/bin, off PATH) and
+    nginx, the gateway of a stack on a network address."""
+    missing = []
+    if not (glob.glob("/usr/lib/postgresql/*/bin/initdb") or shutil.which("initdb")):
+        missing.append("postgresql")
+    if not (os.access("/usr/sbin/nginx", os.X_OK) or shutil.which("nginx")):
+        missing.append("nginx")
+    return missing
 
 
 def find_uv() -> str:
@@ -97,10 +103,11 @@ def main(argv: list[str]) -> int:
     command, rest = COMMANDS[argv[0]], argv[1:]
     if argv[0] == "test" and "--quick" in rest:
         rest = ["-m", QUICK, *(arg for arg in rest if arg != "--quick")]
-    elif argv[0] == "test" and postgresql_missing():
+    elif argv[0] == "test" and (missing := stack_packages_missing()):
         print(
-            "error: the test suite starts the team stack, which needs PostgreSQL: "
-            "apt-get install postgresql (as root, once), or run `python3 dev.py test --quick`",
+            f"error: the test suite starts the team stack, which needs {' and '.join(missing)}: "
+            f"apt-get install {' '.join(missing)} (as root, once), or run "
+            "`python3 dev.py test --quick`",
             file=sys.stderr,
         )
         return 1

@@ -85,7 +85,7 @@ def test_the_suite_without_postgresql_says_what_to_install_before_anything_runs(
     done = dev_py(sys.executable, tmp_path, nothing_hidden, "test", wrapper=(*hide, "sh"))
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        "error: the test suite starts the team stack, which needs PostgreSQL: apt-get install "
+        "error: the test suite starts the team stack, which needs postgresql: apt-get install "
         "postgresql (as root, once), or run `python3 dev.py test --quick`"
     ]
     assert not (tmp_path / "project" / ".tools").exists()  # before uv, before any test

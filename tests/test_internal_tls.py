@@ -94,3 +94,46 @@ def test_a_damaged_or_mismatched_certificate_is_not_intact(authority, tmp_path):
     truncated = tmp_path / "server.pem"
     truncated.write_bytes(files[0].read_bytes()[:100])
     assert not pair_intact(truncated, files[1], files[2])
+
+
+def test_the_authority_vouches_for_its_own_addresses_only(tmp_path):
+    """Its key stolen, it still cannot make a certificate any client takes for another site."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+    make_authority(tmp_path, ["10.0.0.5"])
+    ca = x509.load_pem_x509_certificate((tmp_path / "ca.pem").read_bytes())
+    ca_key = serialization.load_pem_private_key((tmp_path / "ca.key").read_bytes(), None)
+    verifier = PolicyBuilder().store(Store([ca]))
+
+    def leaf(name: x509.GeneralName) -> x509.Certificate:
+        key, now = ec.generate_private_key(ec.SECP256R1()), datetime.datetime.now(datetime.UTC)
+        subject = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "forged")])
+        return (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([name]), False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+            .add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH]), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+            )
+            .sign(ca_key, hashes.SHA256())
+        )  # fmt: skip
+
+    server = x509.load_pem_x509_certificate((tmp_path / "server.pem").read_bytes())
+    verifier.build_server_verifier(x509.IPAddress(ipaddress.ip_address("10.0.0.5"))).verify(
+        server, []
+    )
+    own = x509.IPAddress(ipaddress.ip_address("10.0.0.5"))
+    verifier.build_server_verifier(own).verify(leaf(own), [])  # made right: only names differ
+    for name in (x509.DNSName("bank.example"), x509.IPAddress(ipaddress.ip_address("10.0.0.6"))):
+        with pytest.raises(VerificationError, match="no permitted name constraints matched"):
+            verifier.build_server_verifier(name).verify(leaf(name), [])

@@ -13,10 +13,12 @@ import json
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -313,8 +315,8 @@ OUTSIDER = textwrap.dedent("""
 
 def test_an_outsider_gets_nothing(team, network):
     ports = team.ports()
-    internal = [str(ports[n]) for n in ("postgres", "master", "volume", "filer",
-                                        "master.grpc", "volume.grpc", "filer.grpc")]  # fmt: skip
+    internal = [str(ports[n]) for n in ("postgres", "master", "volume", "filer", "master.grpc",
+                                        "volume.grpc", "filer.grpc", "s3.grpc")]  # fmt: skip
     args = [str(team.tls().ca), network.server_ip, str(ports["mlflow"]), str(ports["s3"])]
     done = run(network.on("laptop", [sys.executable, "-c", OUTSIDER, *args, *internal]), REPO)
     found = json.loads(done.stdout)
@@ -339,6 +341,66 @@ TAMPER = textwrap.dedent("""
     s3.put_object(Bucket="mnist-ae-mlflow", Key=weights, Body=bytes(body))
     print(weights)
 """)
+
+
+# From the laptop: guesses of the admin's password at about 20 a second for `seconds`; prints
+# how each was answered.
+GUESSER = textwrap.dedent("""
+    import base64, collections, json, ssl, sys, time, urllib.error, urllib.request
+    url, ca, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    context, answers = ssl.create_default_context(cafile=ca), collections.Counter()
+    end, n = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        n += 1
+        login = base64.b64encode(f"admin:guess-{n}".encode()).decode()
+        request = urllib.request.Request(url + "/api/2.0/mlflow/experiments/search?max_results=1",
+                                         headers={"Authorization": "Basic " + login})
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=context) as answer:
+                answers[answer.status] += 1
+        except urllib.error.HTTPError as error:
+            answers[error.code] += 1
+        time.sleep(0.05)
+    print(json.dumps(answers))
+""")
+
+# A writer's Python on the laptop: `count` log_metric calls, each one's seconds printed.
+LOGGER = textwrap.dedent("""
+    import json, sys, time
+    from mlflow.tracking import MlflowClient
+    run_id, count = sys.argv[1], int(sys.argv[2])
+    client, took = MlflowClient(), []
+    for step in range(count):
+        began = time.monotonic()
+        client.log_metric(run_id, "guessing_test", float(step), step=step)
+        took.append(time.monotonic() - began)
+    print(json.dumps(took))
+""")
+
+
+def test_guessing_is_cheap_for_the_server_and_the_guesser_gets_429(trained, network, team):
+    repo, _, _ = trained
+    writer = client(network, team, "walt", repo)
+    logger = [sys.executable, "-c", LOGGER, the_run_id(repo), "40"]
+    alone = json.loads(run(network.on("laptop", logger), REPO, writer).stdout)
+    guesser = subprocess.Popen(
+        network.on("laptop", [sys.executable, "-c", GUESSER, team.url("mlflow"),
+                              str(team.tls().ca), "25"]),
+        stdout=subprocess.PIPE, text=True, env=clean_env(),
+    )  # fmt: skip
+    try:
+        time.sleep(2)  # its first guesses have been refused with 401 by now
+        during = json.loads(run(network.on("laptop", logger), REPO, writer).stdout)
+        printed = guesser.communicate(timeout=60)[0]
+        answers = {int(code): n for code, n in json.loads(printed).items()}
+    finally:
+        guesser.kill()
+        guesser.wait()
+    # the writer, from the same address, was never refused and kept its pace: a guess costs the
+    # server a comparison, never MLflow's password hashing
+    assert statistics.median(during) < 2 * statistics.median(alone) + 0.025, (alone, during)
+    assert set(answers) == {401, 429} and answers[401] <= 5, answers  # then no more checks
+    assert answers[429] > 100  # about 20 a second, all refused unchecked
 
 
 def test_a_version_changed_in_the_bucket_is_refused(trained, network, team, tmp_path):

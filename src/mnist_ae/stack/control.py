@@ -11,6 +11,7 @@ import socket
 import time
 from pathlib import Path
 
+from mnist_ae.stack.gateway import Gateway
 from mnist_ae.stack.layout import (
     DEFAULT_MLFLOW_WORKERS,
     DEFAULT_PORT_BASE,
@@ -27,7 +28,13 @@ from mnist_ae.stack.service import READY_TIMEOUT, Service
 from mnist_ae.stack.tls import ServerTLS, make_authority, names_in
 
 POSTGRES = PostgreSQL()
-SERVICES: tuple[Service, ...] = (POSTGRES, SeaweedFS(), MlflowServer(), RegistrarService())
+SERVICES: tuple[Service, ...] = (
+    POSTGRES,
+    SeaweedFS(),
+    MlflowServer(),
+    RegistrarService(),
+    Gateway(),
+)
 
 
 def default_dir(repo: Path) -> Path:
@@ -96,7 +103,9 @@ def _prepare_tls(layout: Layout, own: ServerTLS | None) -> None:
     if host not in names_in(tls.certificate):
         raise StackError(
             f"{tls.certificate} is not valid for {host} (it names {names_in(tls.certificate)}); "
-            "give a certificate for that address, or leave out --cert to let the stack make one"
+            "give a certificate for that address, leave out --cert to let the stack make one, "
+            f"or put back its authority's key ({tls.certificate.parent / 'ca.key'}) if you "
+            "keep it offline"
         )
 
 
@@ -131,7 +140,7 @@ def up(
         layout.save_state(state)
         _prepare_tls(layout, own_tls)
         layout.write_aws_files(layout.secrets())
-        to_start = [s for s in SERVICES if s.name not in running]
+        to_start = [s for s in SERVICES if s.wanted(layout) and s.name not in running]
         _check_can_start(layout, to_start)
         return _start(layout, to_start)
 
@@ -200,10 +209,10 @@ def status(layout: Layout) -> list[tuple[str, str, str]]:
     """(service, state, where it listens) for each service."""
     records = layout.started()
     rows = []
-    for service in SERVICES:
+    for service in (s for s in SERVICES if s.wanted(layout)):
         process = records.get(service.name)
         facing = [a for a in service.addresses(layout) if a[2] in service.public]
-        address, port, _ = (facing or service.addresses(layout))[-1]
+        address, port, _ = (facing or service.addresses(layout))[0]
         where = f"{address}:{port}"
         if process is not None and process.running():
             health = "answering" if service.ready(layout) else "not answering"
@@ -220,7 +229,7 @@ def _require_team_stack(layout: Layout) -> None:
             "127.0.0.1 the stack is one person's and needs no logins"
         )
     running = _running(layout)
-    if not {"mlflow", "seaweedfs", "registrar"} <= set(running):
+    if not {"mlflow", "seaweedfs", "registrar", "gateway"} <= set(running):
         raise StackError("the stack is not running: start it first (`stack up`)")
 
 

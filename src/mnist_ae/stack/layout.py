@@ -64,6 +64,7 @@ class Secrets:
     jwt_read_key: str
     jwt_filer_key: str
     jwt_filer_read_key: str
+    gateway_key: str  # nginx proves with it that a request passed through it (X-Gate-Key)
 
     @classmethod
     def generate(cls) -> Secrets:
@@ -245,20 +246,26 @@ class Layout:
         return ServerTLS(folder / "server.pem", folder / "server.key", folder / "ca.pem")
 
     def url(self, component: str) -> str:
-        """How clients reach MLflow or S3: https on a network address."""
+        """How clients reach MLflow, S3 or the registrar: https on a network address (through
+        the gateway)."""
         scheme = "https" if self.networked() else "http"
         return f"{scheme}://{self.host()}:{self.ports()[component]}"
 
+    def internal_url(self, component: str) -> str:
+        """How the stack's own components reach each other: plain HTTP on 127.0.0.1 (on a
+        network address the gateway alone listens there)."""
+        return f"http://{LOOPBACK}:{self.ports()[component]}"
+
     def write_aws_files(self, secrets_: Secrets) -> None:
-        """What boto3, s3fs (DVC) and MLflow's server read: the endpoint and the stack's keys."""
+        """What boto3, s3fs (DVC) and MLflow's server read on this machine: the endpoint on
+        127.0.0.1 and the stack's keys."""
         write_private(
             self.aws_credentials,
             "[default]\n"
             f"aws_access_key_id = {secrets_.s3_access_key}\n"
             f"aws_secret_access_key = {secrets_.s3_secret_key}\n",
         )
-        ca = self.tls().ca if self.networked() else None
-        write_private(self.aws_config, aws_config_text(self.url("s3"), ca))
+        write_private(self.aws_config, aws_config_text(self.internal_url("s3"), None))
 
     def client_env(self) -> dict[str, str]:
         """What a shell on this machine needs (a loopback stack): the tracking server, and the

