@@ -137,3 +137,17 @@ def test_the_authority_vouches_for_its_own_addresses_only(tmp_path):
     for name in (x509.DNSName("bank.example"), x509.IPAddress(ipaddress.ip_address("10.0.0.6"))):
         with pytest.raises(VerificationError, match="no permitted name constraints matched"):
             verifier.build_server_verifier(name).verify(leaf(name), [])
+
+
+def test_openssl_takes_the_certificate_of_an_authority_for_one_address(tmp_path):
+    """The address is in the subject alternative name only: OpenSSL holds a subject that looks
+    like a host name to the DNS constraints, which allow none here."""
+    make_authority(tmp_path, ["127.0.0.1"])
+    with serving(server_context(tmp_path, demand_certificate=False)) as port:
+        client = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            client.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(b"ping")
+            assert tls.recv(100).startswith(b"HTTP/1.1 200")

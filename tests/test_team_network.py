@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from helpers import BIN, REPO, clean_env, copy_checkout, free_port_base, run
@@ -216,6 +217,17 @@ ACTIONS = textwrap.dedent("""
     attempt("set a version tag", lambda: client.set_model_version_tag(name, "1", "x", "y"))
     attempt("move @champion", lambda: client.set_registered_model_alias(name, "champion", "1"))
     attempt("create an experiment", lambda: client.create_experiment("mine"))
+
+    def presigned_link():
+        import base64, os, ssl, urllib.request
+        login = f"{os.environ['MLFLOW_TRACKING_USERNAME']}:{os.environ['MLFLOW_TRACKING_PASSWORD']}"
+        headers = {"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+        path = f"/api/2.0/mlflow/artifacts/presigned-download-url?run_id={run_id}&path=x"
+        link = urllib.request.Request(os.environ["MLFLOW_TRACKING_URI"] + path, headers=headers)
+        context = ssl.create_default_context(cafile=os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"])
+        urllib.request.urlopen(link, timeout=30, context=context).close()
+
+    attempt("get a presigned link", presigned_link)
     print(json.dumps(outcomes))
 """)
 
@@ -239,6 +251,7 @@ def test_a_writer_trains_registers_and_pushes_over_tls(trained, network, team):
     assert outcomes["search runs"] == outcomes["create a run"] == "ok"
     # versions are registered, and @champion moved, by the stack's registrar alone
     assert outcomes["register a version"] == outcomes["move @champion"] == "403"
+    assert outcomes["get a presigned link"] == "403"  # they would outlive `user remove`
     assert writer["MLFLOW_TRACKING_URI"] == f"https://{network.server_ip}:{team.ports()['mlflow']}"
     objects = SERVER_S3.format(bucket="mnist-ae-dvc")
     listed = run(network.on("server", [sys.executable, "-c", objects, str(team.root)]), REPO)
@@ -285,8 +298,8 @@ def test_a_reader_reads_and_pulls_and_can_change_nothing(trained, network, team,
 
 
 OUTSIDER = textwrap.dedent("""
-    import json, socket, ssl, sys, urllib.request, urllib.error
-    ca, host, mlflow_port, s3_port, *internal = sys.argv[1:]
+    import base64, json, socket, ssl, sys, urllib.request, urllib.error
+    ca, host, mlflow_port, s3_port, admin_password, *internal = sys.argv[1:]
     found = {}
 
     def status(url, context=None):
@@ -305,6 +318,9 @@ OUTSIDER = textwrap.dedent("""
     found["mlflow over plain http"] = status(f"http://{host}:{mlflow_port}/health")
     found["mlflow with another CA"] = status(mlflow + "/health", the_system_s)
     found["s3 anonymous"] = status(s3 + "/mnist-ae-dvc?list-type=2", ours)
+    admin = base64.b64encode(f"admin:{admin_password}".encode()).decode()
+    as_admin = urllib.request.Request(mlflow + search, headers={"Authorization": "Basic " + admin})
+    found["the admin's login"] = status(as_admin, ours)
     for port in internal:
         with socket.socket() as probe:
             probe.settimeout(3)
@@ -317,13 +333,15 @@ def test_an_outsider_gets_nothing(team, network):
     ports = team.ports()
     internal = [str(ports[n]) for n in ("postgres", "master", "volume", "filer", "master.grpc",
                                         "volume.grpc", "filer.grpc", "s3.grpc")]  # fmt: skip
-    args = [str(team.tls().ca), network.server_ip, str(ports["mlflow"]), str(ports["s3"])]
+    args = [str(team.tls().ca), network.server_ip, str(ports["mlflow"]), str(ports["s3"]),
+            team.secrets().mlflow_admin_password]  # fmt: skip
     done = run(network.on("laptop", [sys.executable, "-c", OUTSIDER, *args, *internal]), REPO)
     found = json.loads(done.stdout)
     assert found["mlflow without login"] == 401
     assert found["mlflow over plain http"] != 200
     assert found["mlflow with another CA"] == "SSLCertVerificationError"
     assert found["s3 anonymous"] == 403
+    assert found["the admin's login"] == 401  # the stack uses it on 127.0.0.1 only
     assert {found[f"port {p}"] for p in internal} == {"closed"}
 
 
@@ -401,6 +419,20 @@ def test_guessing_is_cheap_for_the_server_and_the_guesser_gets_429(trained, netw
     assert statistics.median(during) < 2 * statistics.median(alone) + 0.025, (alone, during)
     assert set(answers) == {401, 429} and answers[401] <= 5, answers  # then no more checks
     assert answers[429] > 100  # about 20 a second, all refused unchecked
+
+
+def test_only_the_gateway_faces_the_network_and_its_workers_are_unprivileged(team, network):
+    listing = run(network.on("server", ["ss", "-Hltnp"]), REPO).stdout.splitlines()
+    ports, facing = team.ports(), {}
+    for line in listing:  # the stack's ports (on one machine, other programs listen too)
+        address, port = line.split()[3].rsplit(":", 1)
+        if int(port) in ports.values() and address != "127.0.0.1":
+            facing[f"{address}:{port}"] = line.split("((")[1].split('"')[1]
+    assert facing == {f"{network.server_ip}:{ports[name]}": "nginx"
+                      for name in ("mlflow", "s3", "registrar")}  # fmt: skip
+    if os.geteuid() == 0:
+        workers = psutil.Process(team.started()["gateway"].pid).children()
+        assert workers and {worker.username() for worker in workers} == {"nobody"}
 
 
 def test_a_version_changed_in_the_bucket_is_refused(trained, network, team, tmp_path):
