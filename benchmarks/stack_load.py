@@ -54,30 +54,32 @@ def login_env(layout: Layout, name: str) -> dict[str, str]:
         "MLFLOW_TRACKING_PASSWORD": user.mlflow_password,
         "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",  # an error is counted, not retried away
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
 
 
-def writer(env: dict, run_id: str, start: float, seconds: float, out) -> None:
+def writer(env: dict, run_id: str, label: str, start: float, seconds: float, out) -> None:
     os.environ.update(env)
     from mlflow.tracking import MlflowClient
 
-    client, took, errors, sent, artifacts = MlflowClient(), [], 0, 0, 0
+    client, errors, sent, artifacts = MlflowClient(), [], 0, 0
+    took = {"log_metric": [], "log_artifact": []}
     with tempfile.TemporaryDirectory() as folder:
         note = Path(folder) / "note.txt"
         note.write_text("x" * 1000)
         time.sleep(max(0.0, start - time.time()))
         while time.time() < start + seconds:
-            began = time.perf_counter()
+            began, kind = time.perf_counter(), "log_artifact" if sent % 10 == 9 else "log_metric"
             try:
-                if sent % 10 == 9:
-                    client.log_artifact(run_id, str(note), f"notes/{artifacts}")
+                if kind == "log_artifact":
+                    client.log_artifact(run_id, str(note), f"notes/{label}-{artifacts}")
                     artifacts += 1
                 else:
                     client.log_metric(run_id, "load", float(sent), step=sent)
                 sent += 1
-                took.append(time.perf_counter() - began)
-            except Exception:
-                errors += 1
+                took[kind].append(time.perf_counter() - began)
+            except Exception as error:
+                errors.append(f"{kind}: {type(error).__name__}: {error}"[:300])
     out.put({"kind": "writer", "run_id": run_id, "took": took, "errors": errors,
              "metrics": sent - artifacts, "artifacts": artifacts})  # fmt: skip
 
@@ -86,20 +88,28 @@ def reader(env: dict, experiment_id: str, start: float, seconds: float, out) -> 
     os.environ.update(env)
     from mlflow.tracking import MlflowClient
 
-    client, took, errors, rng = MlflowClient(), [], 0, random.Random(0)
+    client, errors, rng = MlflowClient(), [], random.Random(0)
+    took = {"search_runs": [], "list_artifacts": [], "download_artifact": []}
+
+    def timed(kind: str, call, *args):
+        began = time.perf_counter()
+        found = call(*args)
+        took[kind].append(time.perf_counter() - began)
+        return found
+
     time.sleep(max(0.0, start - time.time()))
     with tempfile.TemporaryDirectory() as folder:
         while time.time() < start + seconds:
-            began = time.perf_counter()
+            kind = "search_runs"
             try:
-                runs = client.search_runs([experiment_id], max_results=50)
-                run_id = rng.choice(runs).info.run_id
-                listed = client.list_artifacts(run_id, "notes")
+                runs = timed(kind, client.search_runs, [experiment_id], "", 1, 50)
+                run_id, kind = rng.choice(runs).info.run_id, "list_artifacts"
+                listed = timed(kind, client.list_artifacts, run_id, "notes")
                 if listed:
-                    client.download_artifacts(run_id, rng.choice(listed).path, folder)
-                took.append(time.perf_counter() - began)
-            except Exception:
-                errors += 1
+                    path, kind = rng.choice(listed).path, "download_artifact"
+                    timed(kind, client.download_artifacts, run_id, path, folder)
+            except Exception as error:
+                errors.append(f"{kind}: {type(error).__name__}: {error}"[:300])
     out.put({"kind": "reader", "took": took, "errors": errors})
 
 
@@ -125,12 +135,24 @@ def guesser(url: str, ca: str, start: float, seconds: float, out) -> None:
     out.put({"kind": "guesser", "answers": answers})
 
 
+def latencies(took: list[float]) -> dict:
+    took = sorted(took)
+    return {
+        "calls": len(took),
+        "p50_ms": round(1000 * statistics.median(took), 1),
+        "p99_ms": round(1000 * took[int(0.99 * (len(took) - 1))], 1),
+    }
+
+
 def phase(layout: Layout, runs: dict[str, str], readers: list[str], experiment_id: str,
           seconds: float, with_guesser: bool) -> dict:  # fmt: skip
     context = multiprocessing.get_context("spawn")
     out, start = context.Queue(), time.time() + 15  # every client imported MLflow by then
     processes = [
-        context.Process(target=writer, args=(login_env(layout, name), run_id, start, seconds, out))
+        context.Process(
+            target=writer,
+            args=(login_env(layout, name), run_id, f"{start:.0f}", start, seconds, out),
+        )
         for name, run_id in runs.items()
     ]
     for name in readers:
@@ -145,14 +167,15 @@ def phase(layout: Layout, runs: dict[str, str], readers: list[str], experiment_i
     for process in processes:
         process.join()
     honest = [r for r in results if r["kind"] != "guesser"]
-    took = sorted(t for r in honest for t in r["took"])
-    calls = len(took)
-    found = {
-        "calls": calls,
-        "calls_per_s": round(calls / seconds, 1),
-        "p50_ms": round(1000 * statistics.median(took), 1),
-        "p99_ms": round(1000 * took[int(0.99 * (calls - 1))], 1),
-        "errors": sum(r["errors"] for r in honest),
+    kinds = ("log_metric", "log_artifact", "search_runs", "list_artifacts", "download_artifact")
+    every = [t for r in honest for times in r["took"].values() for t in times]
+    found = latencies(every) | {
+        "calls_per_s": round(len(every) / seconds, 1),
+        "errors": sum(len(r["errors"]) for r in honest),
+        "error_samples": [e for r in honest for e in r["errors"]][:5],
+        "by_kind": {
+            kind: latencies([t for r in honest for t in r["took"].get(kind, [])]) for kind in kinds
+        },
         "sent": {"metrics": 0, "artifacts": 0},
     }
     for r in (r for r in honest if r["kind"] == "writer"):
@@ -202,6 +225,8 @@ def main() -> None:
         for name in writers:
             os.environ.update(login_env(layout, name))
             runs[name] = MlflowClient().create_run(experiment_id).info.run_id
+        # not reported: each MLflow worker checks each login once (PBKDF2, 0.5 s) and keeps it
+        warm_up = phase(layout, runs, readers, experiment_id, 10.0, False)
         phases = {
             "alone": phase(layout, runs, readers, experiment_id, args.seconds, False),
             "with_guesser": phase(layout, runs, readers, experiment_id, args.seconds, True),
@@ -211,7 +236,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "mnist_ae.stack", "down", "--delete", "--dir",
                         str(layout.root)], capture_output=True)  # fmt: skip
         home.rmdir()
-    sent = {k: sum(p["sent"][k] for p in phases.values()) for k in ("metrics", "artifacts")}
+    every_phase = [warm_up, *phases.values()]
+    sent = {k: sum(p["sent"][k] for p in every_phase) for k in ("metrics", "artifacts")}
     ratio = phases["with_guesser"]["calls_per_s"] / phases["alone"]["calls_per_s"]
     report = {
         "machine": machine(),

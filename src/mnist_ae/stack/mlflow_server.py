@@ -30,7 +30,7 @@ from mnist_ae.stack.service import Service
 
 ADMIN = "admin"
 WORKSPACE = "default"
-AUTH_CACHE_SECONDS = 60
+AUTH_CACHE_SECONDS = 3600
 # (resource type, pattern, permission) each role grants, on every experiment and model
 GRANTS = {
     "reader": [("experiment", "*", "READ"), ("registered_model", "*", "READ")],
@@ -139,9 +139,10 @@ class MlflowServer(Service):
             f"admin_password = {admin_password}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
             "grant_default_workspace_access = false\n"
-            # A password check (PBKDF2) costs about 0.5 s of a worker: a login's check is kept
-            # for a minute, so a removed user keeps access to a worker that checked it for as
-            # long (MLflow's own note on this setting).
+            # A password check (PBKDF2) costs about 0.5 s of a worker, and each worker checks
+            # each login once per this long. A removed user's login is refused at once anyway:
+            # the gateway's gate reads users.json on every request (MLflow's own note on this
+            # setting warns of the opposite without such a gate).
             f"auth_cache_ttl_seconds = {AUTH_CACHE_SECONDS}\n",
         )
         return str(path)
