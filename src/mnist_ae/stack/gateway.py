@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import urllib.request
 
 from mnist_ae.plumbing.outputs import write_private
 from mnist_ae.stack.layout import Layout
-from mnist_ae.stack.processes import LOOPBACK, Started
+from mnist_ae.stack.processes import LOOPBACK, Started, answers_health
 from mnist_ae.stack.service import Service
 
 NGINX = "/usr/sbin/nginx"
@@ -134,9 +133,4 @@ http {{
     def ready(self, layout: Layout) -> bool:
         from mnist_ae.stack.mlflow_server import tls_context
 
-        try:
-            url = layout.url("mlflow") + "/health"
-            with urllib.request.urlopen(url, timeout=2, context=tls_context(layout)) as answer:
-                return answer.status == 200
-        except OSError:
-            return False
+        return answers_health(layout.url("mlflow"), tls_context(layout))  # through it, over TLS

@@ -25,7 +25,7 @@ from typing import Any
 from mnist_ae.plumbing.outputs import write_private
 from mnist_ae.stack.layout import AUTH_DATABASE, MLFLOW_BUCKET, ROLES, Layout, User
 from mnist_ae.stack.postgres import PostgreSQL
-from mnist_ae.stack.processes import LOOPBACK, StackError, Started
+from mnist_ae.stack.processes import LOOPBACK, StackError, Started, answers_health
 from mnist_ae.stack.service import Service
 
 ADMIN = "admin"
@@ -186,12 +186,7 @@ class MlflowServer(Service):
         return Started.of(self._spawn(layout, command, env), group=True)
 
     def ready(self, layout: Layout) -> bool:
-        try:
-            url = layout.internal_url("mlflow") + "/health"
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return answers_health(layout.internal_url("mlflow"))
 
     def configure(self, layout: Layout) -> None:
         if layout.networked():

@@ -6,7 +6,9 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -67,6 +69,15 @@ def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.2) -
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def answers_health(url: str, context: ssl.SSLContext | None = None) -> bool:
+    """Whether `url` + /health answers 200 within 2 s (a component's readiness)."""
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2, context=context) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:

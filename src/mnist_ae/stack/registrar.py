@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.request
 from pathlib import Path
 
 from mnist_ae.plumbing.outputs import write_private
 from mnist_ae.stack.layout import Layout
-from mnist_ae.stack.processes import Started
+from mnist_ae.stack.processes import Started, answers_health
 from mnist_ae.stack.service import Service
 
 
@@ -46,9 +45,4 @@ class RegistrarService(Service):
         return Started.of(self._spawn(layout, command, env))
 
     def ready(self, layout: Layout) -> bool:
-        try:
-            url = layout.internal_url("registrar") + "/health"
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return answers_health(layout.internal_url("registrar"))

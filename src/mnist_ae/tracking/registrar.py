@@ -18,25 +18,17 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mnist_ae.tracking import registry, signing
-from mnist_ae.tracking.registry import Decision
+from mnist_ae.tracking.registry import AnyRegistrar, Decision
 from mnist_ae.tracking.store import TrackingError
 
 URL_SETTING = "MNIST_AE_REGISTRAR_URL"  # a stack's registrar service, written by `stack env`
 PENDING = {registry.OUTPUTS_TAG: "pending"}
 Rule = Callable[[str, str], Decision]  # the champion rule (tracking.champion.promote)
-
-
-class AnyRegistrar(Protocol):
-    def register(
-        self, name: str, model_uri: str, run_id: str, digest: str, tags: Mapping[str, str]
-    ) -> str: ...
-
-    def promote(self, name: str, version: str) -> Decision: ...
 
 
 class Registrar:

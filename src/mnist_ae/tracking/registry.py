@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import mlflow
 import numpy as np
@@ -31,8 +31,6 @@ from mnist_ae.tracking.store import TrackingError
 
 if TYPE_CHECKING:
     import torch
-
-    from mnist_ae.tracking.registrar import AnyRegistrar
 
 OUTPUTS_TAG = "outputs"  # "pending" from registration until train's outputs are published
 COMPLETE = "complete"
@@ -51,6 +49,17 @@ class Decision:
 
     promoted: bool  # this version holds @champion now
     why: str
+
+
+class AnyRegistrar(Protocol):
+    """What registers and signs versions and runs the champion rule (tracking.registrar: in
+    this process with the local store's key, or the stack's service)."""
+
+    def register(
+        self, name: str, model_uri: str, run_id: str, digest: str, tags: Mapping[str, str]
+    ) -> str: ...
+
+    def promote(self, name: str, version: str) -> Decision: ...
 
 
 @dataclass(frozen=True)
