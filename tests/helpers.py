@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shlex
 import shutil
@@ -207,3 +208,51 @@ def running_stack() -> Iterator[Layout]:
         yield layout
     finally:
         stop_stack(layout)
+
+
+# Another account's Python on the server host: every internal SeaweedFS port tried over plain
+# HTTP and over TLS without a client certificate (it cannot read the stack's), with the requests
+# that would hand out write tokens or delete a bucket.
+OTHER_ACCOUNT = """
+import json, ssl, sys, urllib.error, urllib.request
+found = {}
+for name, port in json.loads(sys.argv[1]).items():
+    for scheme in ("http", "https"):
+        for path in ("/dir/assign", "/col/delete?collection=mnist-ae-dvc", "/status"):
+            context = ssl._create_unverified_context() if scheme == "https" else None
+            try:
+                url = f"{scheme}://127.0.0.1:{port}{path}"
+                with urllib.request.urlopen(url, timeout=5, context=context) as answer:
+                    found[f"{name} {scheme} {path}"] = answer.status
+            except urllib.error.HTTPError as error:
+                found[f"{name} {scheme} {path}"] = error.code
+            except OSError as error:
+                found[f"{name} {scheme} {path}"] = type(getattr(error, "reason", error)).__name__
+print(json.dumps(found))
+"""
+
+
+def assert_internal_ports_refuse_another_account(layout: Layout, wrap: list[str]) -> None:
+    """An account made for the purpose (and removed) tries every internal SeaweedFS port of the
+    stack `layout`, run through `wrap` (a network namespace's `ip netns exec NAME`): plain HTTP
+    gets Go's 400 for a TLS port, and nothing gets further."""
+    from mnist_ae.stack.seaweedfs import INTERNAL_PORTS
+
+    account = f"mnae-other-{os.getpid()}"
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    account], check=True, capture_output=True, timeout=30)  # fmt: skip
+    try:
+        ports = {name: layout.ports()[name] for name in INTERNAL_PORTS}
+        tried = subprocess.run(
+            [*wrap, "runuser", "-u", account, "--", "/usr/bin/python3", "-c", OTHER_ACCOUNT,
+             json.dumps(ports)],
+            capture_output=True, text=True, timeout=120, cwd="/",
+        )  # fmt: skip
+        assert tried.returncode == 0, tried.stderr
+        found = json.loads(tried.stdout)
+    finally:
+        subprocess.run(["userdel", account], capture_output=True, timeout=30)
+    assert len(found) == len(INTERNAL_PORTS) * 6
+    answered = {what: status for what, status in found.items() if isinstance(status, int)}
+    assert all(status == 400 for status in answered.values()), answered
+    assert all(" http " in what for what in answered), answered

@@ -25,7 +25,15 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from helpers import BIN, REPO, clean_env, copy_checkout, free_port_base, run
+from helpers import (
+    BIN,
+    REPO,
+    assert_internal_ports_refuse_another_account,
+    clean_env,
+    copy_checkout,
+    free_port_base,
+    run,
+)
 
 from mnist_ae.data.idx import IDX_FILES, encode_idx
 from mnist_ae.data.sources import fetch_mnist
@@ -433,6 +441,11 @@ def test_only_the_gateway_faces_the_network_and_its_workers_are_unprivileged(tea
     if os.geteuid() == 0:
         workers = psutil.Process(team.started()["gateway"].pid).children()
         assert workers and {worker.username() for worker in workers} == {"nobody"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making an account needs root")
+def test_another_account_on_the_server_host_is_refused_by_every_internal_port(team, network):
+    assert_internal_ports_refuse_another_account(team, network.on("server", []))
 
 
 def test_a_version_changed_in_the_bucket_is_refused(trained, network, team, tmp_path):
