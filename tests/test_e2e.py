@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -346,8 +347,9 @@ def test_push_then_a_fresh_clone_pulls_everything_and_shares_experiments(
 
 
 def test_the_champion_served_over_http_denoises_batches_of_1_and_256(pipeline, stack, env):
-    """`python -m mnist_ae.serve`: the champion's files checked, then `mlflow models serve`,
-    from a shell that did not activate the environment (MLflow finds `uvicorn` on PATH)."""
+    """`python -m mnist_ae.serve`: the champion's signature and files checked, then served,
+    from a shell that did not activate the environment; requests outside the input contract
+    get 400, each with its own reason."""
     port = free_port_base()
     server = subprocess.Popen(
         [str(BIN / "python"), "-m", "mnist_ae.serve", "--port", str(port)],
@@ -384,6 +386,30 @@ def test_the_champion_served_over_http_denoises_batches_of_1_and_256(pipeline, s
         with urllib.request.urlopen(request, timeout=60) as answer:
             denoised = np.array(json.load(answer)["predictions"], dtype=np.float32)
         assert denoised.shape == (1, 1, 28, 28) and 0 <= denoised.min() <= denoised.max() <= 1
+        one = noisy[:1, None].tolist()
+        with_string = json.loads(json.dumps(one))
+        with_string[0][0][3][3] = "0.5"
+        bad = {
+            "a wrong shape": (json.dumps({"inputs": noisy[:1].tolist()}), "shape (1, 28, 28)"),
+            "a string": (json.dumps({"inputs": with_string}), "every value must be a number"),
+            "a NaN": (json.dumps({"inputs": [[[[float("nan")] * 28] * 28]]}), "NaN or infinity"),
+            "a value of 2": (json.dumps({"inputs": [[[[2.0] * 28] * 28]]}), "must be in [0, 1]"),
+            "too many images": (
+                json.dumps({"inputs": np.zeros((1025, 1, 28, 28)).tolist()}),
+                "1025 images; a request holds 1 to 1024",
+            ),
+            "too large a body": (" " * (16 * 1024 * 1024 + 1), "a request holds at most"),
+        }
+        for what, (body, reason) in bad.items():
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                body.encode(),
+                {"Content-Type": "application/json"},
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=60)
+            message = json.load(refused.value)["message"]
+            assert refused.value.code == 400 and reason in message, (what, message)
         assert server.stdout.readline().startswith(f"serving {MODEL} version ")
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -6,7 +6,7 @@ Takes PNG and JPEG files, and every PNG and JPEG in a folder given. Each picture
 denoiser's input the way MNIST drew its digits (mnist_ae.data.pictures says how, and where that
 fails): a 28 x 28 picture as it is, a larger one converted; --fit or --as-is forces either. The
 champion (`models:/<registered model>@champion` from MLFLOW_TRACKING_URI, else this repository's
-mlflow.db; its files checked against the SHA-256 its training recorded) denoises them all. OUT
+mlflow.db; its signature and files checked first) denoises them all. OUT
 gets one 28 x 28 PNG per picture, white ink on black, named after it (never overwriting
 another's), and contact-sheet.png: each picture (the first 64), its conversion and the denoised
 digit side by side. A file it cannot take (not a PNG or JPEG, empty, too many pixels, a

@@ -3,11 +3,13 @@
     python -m mnist_ae.serve --port 5001            # models:/<registered model>@champion
     python -m mnist_ae.serve --version 3 --port 5001
 
-What `mlflow models serve -m models:/NAME@champion` does, except that the version is first
-downloaded and its files compared with the SHA-256 its training recorded, and the server then
-runs that checked copy: a version whose files were changed after registration is refused. The
-store is MLFLOW_TRACKING_URI, else this repository's mlflow.db. Requests: POST /invocations
-with {"inputs": N x 1 x 28 x 28 floats in [0, 1]}; answers {"predictions": the same shape}.
+The version's signature is checked with the store's public key, its files downloaded and
+compared with the SHA-256 it signs, and the server (mnist_ae.serve_app, under uvicorn) then runs
+that checked copy: an unsigned version, or one whose tags or files were changed after
+registration, is refused before anything of it is loaded. The store is MLFLOW_TRACKING_URI,
+else this repository's mlflow.db. Requests: POST /invocations with {"inputs": N x 1 x 28 x 28
+numbers in [0, 1]}, N at most 1,024, at most 16 MiB; answers {"predictions": the same shape},
+or HTTP 400 with the reason a request is refused.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from mnist_ae import serve_app
 from mnist_ae.plumbing.cli import run_stage
 from mnist_ae.plumbing.params import load_params
 from mnist_ae.plumbing.repo import repo_root
@@ -50,11 +53,16 @@ def main(argv: list[str] | None = None) -> int:
             f"serving {name} version {version.version} on http://{args.host}:{args.port}",
             flush=True,
         )
-        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local)]
-        command += ["--env-manager", "local", "-h", args.host, "-p", str(args.port)]
-        # MLflow starts its server as `uvicorn` from PATH: this environment's, activated or not
-        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        server = subprocess.Popen(command, start_new_session=True, env=os.environ | {"PATH": path})
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            f"{serve_app.__name__}:from_environment",
+        ]
+        command += ["--host", args.host, "--port", str(args.port), "--log-level", "warning"]
+        env = os.environ | {serve_app.MODEL_SETTING: str(local)}
+        server = subprocess.Popen(command, start_new_session=True, env=env)
         try:
             return server.wait()
         finally:  # a signal to us stops the server and its workers too

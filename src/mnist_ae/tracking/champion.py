@@ -11,9 +11,9 @@ has read every tag written before its write, so however many promotions finish t
 machine or several sharing a server, the alias ends on the best eligible version. The write and
 the reading back are one critical section: SIGTERM or Ctrl-C waits until the alias is right.
 
-A version is promoted only if its files are the ones its training recorded (their SHA-256 on its
-run): a version changed in the bucket after registration is refused, whatever its tags say, and
-the alias never stays on one.
+A version is promoted only if its signature holds and its files are the ones it signs
+(registry.verify): a version changed in the bucket after registration is refused, whatever its
+tags say, and the alias never stays on one.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ Verify = Callable[[str, str], "str | None"]  # (name, version) -> why its files 
 
 def promote(name: str, version: str, verify: Verify = registry.verify) -> Decision:
     """Move @champion to the best eligible version comparable with the current champion (or
-    with `version` when there is none yet), whose files are the ones its training recorded,
-    and say what became of `version`."""
+    with `version` when there is none yet), whose signature and files check out, and say what
+    became of `version`."""
     promotion = _Promotion(name, str(version), verify)
     with critical():
         for _ in range(MAX_ROUNDS):

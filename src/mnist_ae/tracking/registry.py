@@ -40,7 +40,8 @@ _DOWNLOAD_NOTE = ("registered_model_meta",)
 
 
 class ModelFilesError(PipelineError, ValueError):
-    """A registered version's files are not the ones its training recorded."""
+    """A registered version is unsigned, its signature does not hold, or its files are not the
+    ones it signs."""
 
 
 @dataclass(frozen=True)
