@@ -8,8 +8,8 @@ parsed, and before more than MAX_BODY bytes of it are read), one that is not JSO
 is not a number, NaN or infinity, a value outside [0, 1], a wrong shape, too many images.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the handlers' annotations (Request) as
+# objects, and they are imported inside create_app.
 import asyncio
 import json
 import os
