@@ -1,9 +1,11 @@
-"""The team stack on this machine: PostgreSQL, S3 storage (SeaweedFS) and an MLflow server.
+"""The team stack on this machine: PostgreSQL, S3 storage (SeaweedFS), an MLflow server and the
+registrar that signs versions; on a network address, nginx in front of them.
 
 python3 dev.py stack up                 # on 127.0.0.1: this machine only, no logins
 python3 dev.py stack up --host ADDRESS  # for a team: TLS, logins and roles
 python3 dev.py stack user add NAME --role reader|writer    # (and remove, list)
 python3 dev.py stack env [--user NAME]  # export lines: eval "$(python3 dev.py stack env)"
+python3 dev.py stack env --client FOLDER  # on a member's machine, in their checkout
 python3 dev.py stack status             # what runs where
 python3 dev.py stack down               # stop exactly the processes `up` started
 
