@@ -20,6 +20,7 @@ import numpy as np
 MAX_BATCH = 1024
 # A batch of MAX_BATCH images written as JSON floats with 8 significant digits is about 9 MB
 MAX_BODY = 16 * 1024 * 1024
+DRAIN = 4 * MAX_BODY  # what of a refused body is still read (and dropped) before answering
 MODEL_SETTING = "MNIST_AE_SERVED_MODEL"  # the checked copy serve.py hands to the app
 SHAPE = (1, 28, 28)
 
@@ -68,18 +69,30 @@ def create_app(model_path: str):
     async def ping() -> Response:
         return Response("\n", media_type="application/json")
 
+    async def too_large(request: Request, why: str, received: int) -> JSONResponse:
+        """Refused unparsed. The rest of the body is read and dropped (up to DRAIN bytes) so
+        that a client that sends it all before reading, as most do, gets the reason rather
+        than a reset connection."""
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > DRAIN:
+                break
+        answer = refused(why)
+        answer.headers["Connection"] = "close"
+        return answer
+
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-            return refused(f"a body of {declared} bytes; a request holds at most {MAX_BODY}")
+            why = f"a body of {declared} bytes; a request holds at most {MAX_BODY}"
+            return await too_large(request, why, 0)
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_BODY:
-                return refused(
-                    f"a body of more than {MAX_BODY} bytes; a request holds at most that"
-                )
+                why = f"a body of more than {MAX_BODY} bytes; a request holds at most that"
+                return await too_large(request, why, len(body))
         try:
             inputs = checked_inputs(json.loads(body))
         except ContractError as error:
