@@ -155,6 +155,8 @@ def test_the_registrar_registers_only_the_files_the_training_logged(sqlite_store
         info = mlflow.pytorch.log_model(model, name="model", input_example=example)
     with pytest.raises(registry.ModelFilesError, match="changed between logging and registering"):
         registrar.for_store().register("ae", info.model_uri, run.info.run_id, "0" * 64, {})
+    with pytest.raises(registry.ModelFilesError, match=f"was logged by run {run.info.run_id}"):
+        registrar.for_store().register("ae", info.model_uri, "another-run", "0" * 64, {})
     assert not MlflowClient().search_model_versions("name='ae'")  # nothing half-registered
 
 

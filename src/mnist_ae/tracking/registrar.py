@@ -48,7 +48,8 @@ class Registrar:
         self, name: str, model_uri: str, run_id: str, digest: str, tags: Mapping[str, str]
     ) -> str:
         """A new version of `name` from the logged model `model_uri` of run `run_id`, signed
-        if its files are the ones the training logged (`digest`, their SHA-256); its number."""
+        if that run logged it and its files are the ones the training logged (`digest`, their
+        SHA-256); its number. Otherwise nothing stays registered."""
         import mlflow
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
@@ -64,6 +65,11 @@ class Registrar:
         version = mlflow.register_model(model_uri, name, tags=tags)
         number = str(version.version)
         try:
+            if version.run_id != run_id:
+                raise registry.ModelFilesError(
+                    f"{model_uri} was logged by run {version.run_id}, not by run {run_id}; "
+                    "not registered"
+                )
             with tempfile.TemporaryDirectory(prefix="registered-") as copy:
                 _, stored = registry.download_with_digest(f"models:/{name}/{number}", Path(copy))
             if stored != digest:
