@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 
 from mnist_ae.plumbing.outputs import write_private
 from mnist_ae.stack.layout import Layout
@@ -40,7 +39,6 @@ class Gateway(Service):
     name = "gateway"
     ports = ()
     public = ("mlflow", "s3", "registrar")
-    stop_signal = signal.SIGTERM
     stop_grace = 5.0
 
     def wanted(self, layout: Layout) -> bool:
