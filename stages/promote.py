@@ -9,6 +9,7 @@ import mlflow
 from mnist_ae.analysis.comparison import (
     autoencoder_point,
     compare,
+    read_anomaly,
     read_evaluation,
     read_pca_table,
     save_comparison_report,
@@ -29,6 +30,7 @@ def main() -> None:
             "pca": "compare-pca's pca.csv",
             "processed": "clean splits (the test set's digest)",
             "noisy": "noisy splits (likewise)",
+            "anomaly": "the anomaly stage's metrics.json (for the model card)",
         },
         uses_model=False,
     )
@@ -45,7 +47,9 @@ def main() -> None:
         with stage.report() as out:
             save_comparison_report(out, pca_rows, autoencoder, comparison)
             mlflow.log_metrics({f"vs_pca_{k}": v for k, v in ratios.items()})
-        decision = promote.promote(stage.record, tags)
+        anomaly = read_anomaly(args.anomaly)
+        pca = next(row for row in pca_rows if row["code_size"] == autoencoder["code_size"])
+        decision = promote.promote(stage.record, tags, evaluation, pca, anomaly)
         mlflow.set_tag("champion_decision", decision.why)
     if comparison["pca_lossless_at_code_size"]:
         print(

@@ -102,10 +102,13 @@ def test_a_logged_model_is_pending_until_its_outputs_are_complete_checked_and_an
     example = torch.rand(2, 1, 28, 28).numpy()
     with runs.open_run(sqlite_store, None, "r") as run:
         registered = registry.log_and_register_model(
-            model, example, "ae", {"device": "cpu"}, registrar.for_store()
+            model, example, "ae", {"device": "cpu"}, registrar.for_store(), {}, "# a card\n"
         )
     version = MlflowClient().get_model_version("ae", registered.version)
     digest, signature = registered.model_sha256, version.tags[signing.SIGNATURE_TAG]
+    # the card the training wrote, then the signature the registrar added
+    assert version.description.startswith("# a card\n\n## Signature")
+    assert f"SHA-256 `{digest}`, Ed25519 signature `{signature}`" in version.description
     assert version.tags == {
         "device": "cpu", registry.OUTPUTS_TAG: "pending", signing.DIGEST_TAG: digest,
         signing.SIGNATURE_TAG: signature,
@@ -118,12 +121,14 @@ def test_a_logged_model_is_pending_until_its_outputs_are_complete_checked_and_an
     assert not MlflowClient().search_model_versions("name='ae'")
 
     with runs.open_run(sqlite_store, None, "r"):
+        calibration = {"threshold": 1.5, "levels": [0.0, 0.4]}
         registered = registry.log_and_register_model(
-            model, example, "ae", {}, registrar.for_store()
+            model, example, "ae", {}, registrar.for_store(), {"not_a_digit": calibration}, ""
         )
     registry.mark_complete(registered)
     _, local = registry.verified_copy("ae", registered.version, tmp_path / "copy")
     loaded = mlflow.pyfunc.load_model(str(local))
+    assert loaded.metadata.metadata == {"not_a_digit": calibration}  # in MLmodel: signed
     for batch in (1, 5):  # the example had 2: the batch dimension stays free
         inputs = torch.rand(batch, 1, 28, 28)
         output = loaded.predict(inputs.numpy())

@@ -313,6 +313,17 @@ def test_the_serving_figures_are_their_json():
             f"ms), {many['images_per_s']} digits/s") in text  # fmt: skip
 
 
+def test_the_verdict_s_serving_cost_is_its_json():
+    measured = json.loads((REPO / "docs" / "results" / "serving-verdict.json").read_text())
+    rows = {(row["server"], row["batch"]): row for row in measured["batches"]}
+    text = " ".join((REPO / "docs" / "tracking.md").read_text().split())
+    before, after = rows["before", 256]["images_per_s"], rows["after", 256]["images_per_s"]
+    assert f"before {before} digits/s, after {after} digits/s" in text
+    assert after >= 0.9 * before  # the bound, on the committed measurement
+    one = f"before {rows['before', 1]['requests_per_s']} requests/s, after "
+    assert one + f"{rows['after', 1]['requests_per_s']}" in text
+
+
 def test_the_disk_figures_are_their_json():
     measured = json.loads((REPO / "docs" / "results" / "disk-use.json").read_text())
     for page in (REPO / "README.md", REPO / "docs" / "troubleshooting.md"):

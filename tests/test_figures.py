@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from mnist_ae.analysis.figures import contact_sheet, image_strip
+from mnist_ae.analysis.figures import contact_sheet, image_strip, sheet_box
 
 
 def test_image_strip_lays_out_images_as_torchvision_make_grid_does():
@@ -34,3 +34,19 @@ def test_a_contact_sheet_shows_each_picture_its_input_and_output_in_place(tmp_pa
     assert np.abs(given - expected).max() < 0.01 and np.abs(denoised - (1 - expected)).max() < 0.01
     assert picture[21:63].max() < 0.01 and picture[:21].min() > 0.99  # 84 x 42, centred on white
     assert sheet[top : top + 84, 12 * 94 - 84 :].min() > 0.99  # no sixth picture: white
+
+
+def test_a_contact_sheet_frames_in_red_only_the_pictures_judged_not_digits(tmp_path):
+    digit = np.zeros((28, 28), np.float32)
+    digit[8:20, 12:16] = 1
+    rows = [(f"picture-{i}.png", digit, digit, digit) for i in range(6)]
+    contact_sheet(rows, tmp_path / "sheet.png", not_digits=[False, True, False, False, True])
+    with Image.open(tmp_path / "sheet.png") as drawn:
+        rgb = np.asarray(drawn.convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 180) & (rgb[..., 1] < 100) & (rgb[..., 2] < 100)
+    marked = np.zeros_like(red)
+    for index in (1, 4):  # the second picture of the first line, the first of the second
+        left, top, right, bottom = sheet_box(index)
+        marked[top - 6 : bottom + 6, left - 6 : right + 6] = True
+        assert red[top - 6 : bottom + 6, left - 6 : right + 6].sum() > 2 * (right - left)
+    assert red.any() and not red[~marked].any()  # nothing red around the others

@@ -6,10 +6,13 @@ Takes PNG and JPEG files, and every PNG and JPEG in a folder given. Each picture
 denoiser's input the way MNIST drew its digits (mnist_ae.data.pictures says how, and where that
 fails): a 28 x 28 picture as it is, a larger one converted; --fit or --as-is forces either. The
 champion (`models:/<registered model>@champion` from MLFLOW_TRACKING_URI, else this repository's
-mlflow.db; its signature and files checked first) denoises them all. OUT
-gets one 28 x 28 PNG per picture, white ink on black, named after it (never overwriting
-another's), and contact-sheet.png: each picture (the first 64), its conversion and the denoised
-digit side by side. A file it cannot take (not a PNG or JPEG, empty, too many pixels, a
+mlflow.db; its signature and files checked first) denoises them all, and judges each with the
+version's not-a-digit calibration: a picture whose score is above the version's threshold is
+named in a line "not a digit", as its denoised picture means nothing. OUT gets one 28 x 28 PNG
+per picture, white ink on black, named after it (never overwriting another's), verdicts.csv
+(each picture's output, score and verdict), and contact-sheet.png: each picture (the first 64),
+its conversion and the denoised digit side by side, those judged not digits framed in red. A
+file it cannot take (not a PNG or JPEG, empty, too many pixels, a
 decompression bomb, no ink) is named in one line; the others are still denoised, and the exit
 status is then 1.
 """
@@ -28,17 +31,18 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from mnist_ae.analysis import figures
+from mnist_ae.analysis import figures, not_a_digit
 from mnist_ae.data.pictures import NoInkError, as_mnist, grayscale
 from mnist_ae.data.pixels import to_uint8
 from mnist_ae.plumbing.cli import run_stage
-from mnist_ae.plumbing.outputs import publish_files
+from mnist_ae.plumbing.outputs import publish_files, write_csv
 from mnist_ae.plumbing.params import load_params
 from mnist_ae.plumbing.repo import repo_root
 
 PICTURES = {".png", ".jpg", ".jpeg"}
 MAX_PIXELS = 25_000_000  # 5,000 x 5,000: a photo of a digit needs far fewer
 SHEET = "contact-sheet.png"
+VERDICTS = "verdicts.csv"
 SHEET_PICTURES = 64  # the sheet shows the first ones: a page to look at, not a catalogue
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow refuses what declares twice as many at open
 
@@ -101,7 +105,7 @@ def read(path: Path, fit: bool | None) -> Picture:
 
 def output_names(pictures: list[Picture]) -> list[str]:
     """`<name>.png` for each picture; a name already given gets -2, -3, ..."""
-    taken, names = {SHEET}, []
+    taken, names = {SHEET, VERDICTS}, []
     for picture in pictures:
         stem, number = picture.path.stem, 1
         name = f"{stem}.png"
@@ -114,7 +118,8 @@ def output_names(pictures: list[Picture]) -> list[str]:
 
 
 def champion(params, into: Path):
-    """The champion as a pyfunc, loaded from a checked copy, and a line saying which it is."""
+    """The champion as a pyfunc, loaded from a checked copy, its not-a-digit calibration, and
+    a line saying which it is."""
     from mnist_ae.tracking import registry, store
 
     store.connect_to_read(repo_root())
@@ -123,7 +128,8 @@ def champion(params, into: Path):
     score = version.tags.get("test_denoising_psnr")
     quality = f"test denoising PSNR {float(score):.3f} dB" if score else "no test PSNR recorded"
     about = f"model {name} version {version.version} (@champion), {quality}"
-    return model, about
+    label = f"{name} version {version.version}"
+    return model, not_a_digit.of_model(model, label), about
 
 
 def parser() -> argparse.ArgumentParser:
@@ -161,20 +167,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {path}: {why}", file=sys.stderr)
     if pictures:
         with tempfile.TemporaryDirectory(prefix="champion-") as copy:
-            model, about = champion(params, Path(copy))
+            model, calibration, about = champion(params, Path(copy))
             inputs = np.stack([p.converted for p in pictures])[:, None].astype(np.float32)
-            denoised = np.asarray(model.predict(inputs))[:, 0]
+            outputs = np.asarray(model.predict(inputs))
+        scores = calibration.scores(inputs, outputs)
+        digits = calibration.is_digit(scores)
+        denoised = outputs[:, 0]
         print(about)
         names = output_names(pictures)
         with publish_files(args.out) as staging:
             for name, digit in zip(names, denoised, strict=True):
                 Image.fromarray(to_uint8(torch.from_numpy(digit)).numpy()).save(staging / name)
+            rows = [
+                {"picture": str(p.path), "output": name, "score": round(float(score), 6),
+                 "is_digit": bool(digit)}
+                for p, name, score, digit in zip(pictures, names, scores, digits, strict=True)
+            ]  # fmt: skip
+            write_csv(staging / VERDICTS, rows)
             shown = list(zip(pictures, denoised, strict=True))[:SHEET_PICTURES]
             figures.contact_sheet(
-                [(p.path.name, p.pixels, p.converted, d) for p, d in shown], staging / SHEET
+                [(p.path.name, p.pixels, p.converted, d) for p, d in shown],
+                staging / SHEET,
+                not_digits=[not digit for digit in digits[:SHEET_PICTURES]],
             )
         for picture, name in zip(pictures, names, strict=True):
             print(f"{picture.path} -> {args.out / name}")
+        threshold = calibration.threshold
+        for picture, score, digit in zip(pictures, scores, digits, strict=True):
+            if not digit:
+                print(
+                    f"not a digit: {picture.path} (score {score:.2f} > {threshold:.2f}): "
+                    "its denoised picture means nothing"
+                )
         shown = (
             f"the first {SHEET_PICTURES} of {len(pictures)}"
             if len(pictures) > SHEET_PICTURES

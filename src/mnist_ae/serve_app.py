@@ -2,7 +2,9 @@
 GET /ping and /health, as MLflow's scoring server has them, with a strict input contract.
 
 A request is `{"inputs": N x 1 x 28 x 28 numbers in [0, 1]}` with 1 <= N <= MAX_BATCH, in a
-body of at most MAX_BODY bytes; the answer is `{"predictions": the same shape}`. Anything else
+body of at most MAX_BODY bytes; the answer is `{"predictions": the denoised images, the same
+shape, "scores": N not-a-digit scores, "is_digit": N booleans, "threshold": the version's}`
+(analysis.not_a_digit: the calibration each version carries). Anything else
 gets HTTP 400 with a one-line reason naming the problem: a body too large (refused before it is
 parsed, and before more than MAX_BODY bytes of it are read), one that is not JSON, a value that
 is not a number, NaN or infinity, a value outside [0, 1], a wrong shape, too many images.
@@ -16,6 +18,9 @@ import os
 from typing import Any
 
 import numpy as np
+
+from mnist_ae.analysis import not_a_digit
+from mnist_ae.analysis.not_a_digit import Calibration
 
 MAX_BATCH = 1024
 # A batch of MAX_BATCH images written as JSON floats with 8 significant digits is about 9 MB
@@ -52,6 +57,19 @@ def checked_inputs(payload: Any) -> np.ndarray:
     return values.astype(np.float32, copy=False)
 
 
+def answer(inputs: np.ndarray, outputs: np.ndarray, calibration: Calibration) -> str:
+    """The JSON answer: the denoised images, and each one's score and verdict."""
+    scores = calibration.scores(inputs, outputs)
+    return json.dumps(
+        {
+            "predictions": outputs.tolist(),
+            "scores": [round(float(score), 6) for score in scores],
+            "is_digit": calibration.is_digit(scores).tolist(),
+            "threshold": calibration.threshold,
+        }
+    )
+
+
 def create_app(model_path: str):
     """The app for the model in `model_path` (already checked: serve.py verified it)."""
     import mlflow
@@ -59,6 +77,7 @@ def create_app(model_path: str):
     from fastapi.responses import JSONResponse, Response
 
     model = mlflow.pyfunc.load_model(model_path)
+    calibration = not_a_digit.of_model(model, model_path)
     app = FastAPI()
 
     def refused(reason: str) -> JSONResponse:
@@ -99,9 +118,8 @@ def create_app(model_path: str):
             return refused(str(error))
         except (ValueError, UnicodeDecodeError):
             return refused("the body is not JSON")
-        outputs = await asyncio.to_thread(model.predict, inputs)
-        text = json.dumps({"predictions": np.asarray(outputs).tolist()})
-        return Response(text, media_type="application/json")
+        outputs = np.asarray(await asyncio.to_thread(model.predict, inputs))
+        return Response(answer(inputs, outputs, calibration), media_type="application/json")
 
     return app
 

@@ -34,6 +34,21 @@ def _read(path: Path, stage: str, parse: Any) -> Any:
         ) from None
 
 
+def read_anomaly(path: Path) -> dict[str, Any]:
+    """The anomaly stage's metrics.json: whether Fashion-MNIST was there, its ROC AUC, and the
+    share of each set of pictures the version's verdict judged not to be digits, checked."""
+
+    def parse(path: Path) -> dict[str, Any]:
+        found = json.loads(path.read_text())
+        checked: dict[str, Any] = {"ood_available": bool(found["ood_available"])}
+        if checked["ood_available"]:
+            checked["roc_auc"] = float(found["roc_auc"])
+        checked["not_a_digit"] = {str(k): float(v) for k, v in found["not_a_digit"].items()}
+        return checked
+
+    return _read(path, "anomaly", parse)
+
+
 def read_evaluation(path: Path) -> dict[str, Any]:
     """evaluate's metrics.json: the code size and each task's scores, checked."""
 

@@ -203,15 +203,29 @@ def _fit(image: np.ndarray, size: int) -> np.ndarray:
     return tile
 
 
+SHEET_TILE, SHEET_GAP, SHEET_CAPTION = 84, 10, 18  # pixels; drawn at 100 dpi, one to one
+
+
+def sheet_box(index: int, per_line: int = 4) -> tuple[int, int, int, int]:
+    """Where picture `index` of a contact sheet lies: (left, top, right, bottom) in pixels,
+    its three tiles and caption."""
+    tile, gap, caption = SHEET_TILE, SHEET_GAP, SHEET_CAPTION
+    line, slot = divmod(index, per_line)
+    left, top = gap + 3 * slot * (tile + gap), gap + line * (caption + tile + gap)
+    return left, top, left + 3 * (tile + gap) - gap, top + caption + tile
+
+
 def contact_sheet(
     rows: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
     path: str | Path,
     per_line: int = 4,
+    not_digits: Sequence[bool] = (),
 ) -> None:
     """For each (name, picture, denoiser's input, denoised): the three images side by side, the
-    file's name above the picture, `per_line` pictures to a line. One image and its captions,
+    file's name above the picture, `per_line` pictures to a line; those `not_digits` marks are
+    framed in red, their denoised image captioned "NOT A DIGIT". One image and its captions,
     not an axes per image: 64 pictures take a fraction of a second instead of 9 s."""
-    tile, gap, caption = 84, 10, 18  # pixels; the figure is drawn at 100 dpi, one to one
+    tile, gap, caption = SHEET_TILE, SHEET_GAP, SHEET_CAPTION
     columns = 3 * min(len(rows), per_line)
     lines = -(-len(rows) // per_line)
     width, height = columns * (tile + gap) + gap, lines * (caption + tile + gap) + gap
@@ -219,14 +233,23 @@ def contact_sheet(
     fig = plt.figure(figsize=(width / 100, height / 100), dpi=100)
     axis = fig.add_axes((0, 0, 1, 1))
     axis.axis("off")
+    flagged = list(not_digits) + [False] * (len(rows) - len(not_digits))
     for index, (name, *images) in enumerate(rows):
-        line, slot = divmod(index, per_line)
-        titles = (name if len(name) <= 16 else name[:15] + "…", "input", "denoised")
+        left, top, right, bottom = sheet_box(index, per_line)
+        last = "NOT A DIGIT" if flagged[index] else "denoised"
+        titles = (name if len(name) <= 16 else name[:15] + "…", "input", last)
         for offset, (image, title) in enumerate(zip(images, titles, strict=True)):
-            left = gap + (3 * slot + offset) * (tile + gap)
-            top = gap + line * (caption + tile + gap) + caption
-            sheet[top : top + tile, left : left + tile] = _fit(image, tile)
-            fig.text((left + tile / 2) / width, 1 - (top - 5) / height, title, fontsize=7,
-                     ha="center", va="bottom")  # fmt: skip
+            x = left + offset * (tile + gap)
+            sheet[top + caption : bottom, x : x + tile] = _fit(image, tile)
+            colour = "red" if flagged[index] and offset == 2 else "black"
+            fig.text((x + tile / 2) / width, 1 - (top + caption - 5) / height, title, fontsize=7,
+                     ha="center", va="bottom", color=colour)  # fmt: skip
+        if flagged[index]:
+            frame = (left - 3) / width, 1 - (bottom + 3) / height
+            size = (right - left + 6) / width, (bottom - top + 6) / height
+            fig.add_artist(
+                plt.Rectangle(frame, *size, transform=fig.transFigure, fill=False,
+                              edgecolor="red", linewidth=2)
+            )  # fmt: skip
     axis.imshow(sheet, cmap="gray", vmin=0, vmax=1, interpolation="nearest", aspect="auto")
     _save(fig, path)

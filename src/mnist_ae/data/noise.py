@@ -7,8 +7,9 @@ import torch
 
 from mnist_ae.data.pixels import to_uint8, to_unit
 
-# Each split gets its own stream so adding a split never changes the others' noise.
-_SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2}
+# Each split, and each other use of noise, gets its own stream so adding one never changes
+# the others' noise.
+_SPLIT_STREAMS = {"train": 0, "val": 1, "test": 2, "calibration": 3, "not-a-digit": 4}
 
 
 def add_gaussian_noise(images: np.ndarray, std: float, rng: np.random.Generator) -> np.ndarray:
@@ -17,6 +18,7 @@ def add_gaussian_noise(images: np.ndarray, std: float, rng: np.random.Generator)
     return to_uint8(to_unit(images) + std * noise).numpy()
 
 
-def split_rng(seed: int, split: str) -> np.random.Generator:
-    """The generator for one split, derived from the shared seed."""
-    return np.random.default_rng([seed, _SPLIT_STREAMS[split]])
+def split_rng(seed: int, split: str, *part: int) -> np.random.Generator:
+    """The generator for one split (or one part of another use: `part`), derived from the
+    shared seed."""
+    return np.random.default_rng([seed, _SPLIT_STREAMS[split], *part])

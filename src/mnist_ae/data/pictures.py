@@ -140,3 +140,26 @@ def as_mnist(image: Image.Image, fit: bool | None = None) -> np.ndarray:
             raise NoInkError("no ink found (a blank picture?)")
         return pixels
     return convert(pixels)
+
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+STROKES = (0, 2, 4)  # extra stroke widths at 80 px: a pen's line, then MNIST-like thicker ones
+
+
+def printed_letters() -> np.ndarray:
+    """Every Latin letter, upper and lower case, printed white on black in Pillow's own font
+    (bundled with Pillow, so the same on every machine) at each stroke width of STROKES, and
+    converted as a picture of a digit is: uint8, N x 28 x 28."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=80)
+    letters = []
+    for stroke in STROKES:
+        for letter in LETTERS:
+            image = Image.new("L", (128, 128), 0)
+            ImageDraw.Draw(image).text(
+                (64, 64), letter, fill=255, font=font, anchor="mm", stroke_width=stroke,
+                stroke_fill=255,
+            )  # fmt: skip
+            letters.append(as_mnist(image, fit=True))
+    return to_uint8(torch.from_numpy(np.stack(letters))).numpy()

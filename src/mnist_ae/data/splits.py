@@ -136,15 +136,19 @@ def training_arrays(processed: Path, noisy: Path, denoise: bool, fresh_noise: bo
     same clean array twice), and each file read with its images, in a fixed order. With fresh
     noise the training inputs are drawn during training: train's pair is its clean images
     twice, and its noisy copy is neither read nor digested (validation always uses add-noise's
-    fixed copy)."""
+    fixed copy). A third pair, "calibration", is the validation split's noisy and clean images
+    whatever the training takes: the not-a-digit verdict is calibrated on both."""
     pairs, sources = {}, {}
     for name in ("train", "val"):
         target_file = split_path(processed, name)
         targets = sources[target_file] = load_split(target_file).images
-        if denoise and not (fresh_noise and name == "train"):
-            input_file = split_path(noisy, name)
-            inputs = sources[input_file] = load_split(input_file).images
-        else:
-            inputs = targets
-        pairs[name] = (inputs, targets)
+        input_file = split_path(noisy, name)
+        if name == "val" or (denoise and not fresh_noise):
+            sources[input_file] = load_split(input_file).images
+        pairs[name] = (
+            sources[input_file] if denoise and input_file in sources else targets,
+            targets,
+        )
+    val_noisy = split_path(noisy, "val")
+    pairs["calibration"] = (sources[val_noisy], pairs["val"][1])
     return pairs, sources

@@ -12,7 +12,8 @@ import mlflow
 import numpy as np
 import torch
 
-from mnist_ae.analysis import figures
+from mnist_ae.analysis import figures, not_a_digit
+from mnist_ae.data.noise import add_gaussian_noise, split_rng
 from mnist_ae.data.pixels import to_model_input
 from mnist_ae.data.splits import TrainingData
 from mnist_ae.model.checkpoints import TrainingCheckpoint, checkpoint_key, code_digest
@@ -28,12 +29,12 @@ from mnist_ae.model.loop import Pairs, TrainingDiverged, TrainSettings, fit
 from mnist_ae.model.model_file import MODEL_FILE, save_model
 from mnist_ae.model.networks import Autoencoder, ModelConfig, build_model
 from mnist_ae.model.progress import Progress, TrainResult
-from mnist_ae.plumbing.digests import sha256_files
+from mnist_ae.plumbing.digests import sha256_file, sha256_files
 from mnist_ae.plumbing.outputs import atomic_path, publish_files, write_csv, write_json
 from mnist_ae.plumbing.params import Params, flatten
 from mnist_ae.plumbing.repo import repo_root
 from mnist_ae.plumbing.signals import Interrupted, critical
-from mnist_ae.tracking import registrar, registry, runs, store
+from mnist_ae.tracking import model_card, registrar, registry, runs, store
 from mnist_ae.tracking.epoch_log import EpochLog
 from mnist_ae.tracking.run_record import RUN_RECORD, RunRecord
 
@@ -118,7 +119,10 @@ def run(job: Job, outputs: Outputs) -> tuple[TrainResult, RunRecord]:
         name = runs.run_name(job.root)
         with runs.open_run(job.root, run_id, name, tags, system_metrics=True) as run:
             model, result, example = _train(job, progress, run.info.run_id)
-            record = publish(job, outputs, model, result, example, tags, run.info.run_id)
+            calibration = calibrate(job, model)
+            record = publish(
+                job, outputs, model, result, example, tags, run.info.run_id, calibration
+            )
             job.checkpoint.remove()
             mlflow.log_metric("peak_host_rss_mib", peak_host_rss_mib())  # the whole stage's peak
     return result, record
@@ -144,7 +148,7 @@ def _train(
     name = job.params.mlflow.registered_model
     for version in registry.discard_incomplete_versions(name, run_id):
         print(f"{name} version {version}, registered by an interrupted attempt: deleted")
-    data = {split: Pairs.to_device(*pair, job.device) for split, pair in job.pairs.items()}
+    data = {split: Pairs.to_device(*job.pairs[split], job.device) for split in ("train", "val")}
     torch.manual_seed(job.params.seed)
     model = build_model(job.config).to(job.device)
     print(
@@ -171,6 +175,50 @@ def _train(
     return model, result, to_model_input(data["val"].inputs[:4]).cpu().numpy()
 
 
+def calibrate(job: Job, model: Autoencoder) -> not_a_digit.Calibration:
+    """The not-a-digit calibration of the trained model, run on the CPU in float32 as serve and
+    denoise run it: validation digits clean, at seeded intermediate noise levels, and
+    add-noise's noisy copy at the training noise."""
+    noisy, clean = job.pairs["calibration"]
+    levels = not_a_digit.noise_levels(job.params.noise.std)
+    images = {}
+    for index, level in enumerate(levels):
+        if index == 0:
+            chosen = clean
+        elif index == len(levels) - 1:
+            chosen = noisy
+        else:
+            rng = split_rng(job.params.seed, "calibration", index)
+            chosen = add_gaussian_noise(clean, level, rng)
+        images[level] = to_model_input(chosen).numpy()
+    cpu = model.to("cpu").eval()
+    batch = job.params.evaluate.batch_size
+
+    @torch.inference_mode()
+    def denoise(inputs: np.ndarray) -> np.ndarray:
+        parts = [cpu(torch.from_numpy(inputs[i : i + batch])) for i in range(0, len(inputs), batch)]
+        return torch.cat(parts).numpy()
+
+    return not_a_digit.calibrate(denoise, images, job.params.anomaly.false_alarm_rate)
+
+
+def card(job: Job, result: TrainResult, run_id: str, calibration: not_a_digit.Calibration) -> str:
+    """The version's model card as registration writes it."""
+    data = {str(path): sha256_file(path) for path in job.sources}
+    training = {
+        "device": device_description(job.device),
+        "precision": job.precision,
+        "training seconds": f"{result.train_seconds:.1f}",
+        "images per second": f"{result.images_per_second:,.0f}",
+        "best epoch": f"{result.best_epoch} of {job.settings.epochs}",
+        f"best validation loss ({job.params.train.loss})": f"{result.best_val_loss:.5f}",
+    }
+    return model_card.registration_card(
+        job.params.mlflow.registered_model, run_id, data, job.defined_by, training,
+        calibration.as_dict(),
+    )  # fmt: skip
+
+
 def publish(
     job: Job,
     outputs: Outputs,
@@ -179,6 +227,7 @@ def publish(
     example: np.ndarray,
     tags: dict[str, str],
     run_id: str,
+    calibration: not_a_digit.Calibration,
 ) -> RunRecord:
     """The stage's outputs and the registered version: the version exists only with complete
     outputs; if anything fails between registering and publishing, it is deleted."""
@@ -193,7 +242,15 @@ def publish(
             write_json(reports_dir / "metrics.json", summary)
             figures.loss_curves(result.rows(), reports_dir / "losses.png", job.params.train.loss)
             weights = save_model(model_dir / MODEL_FILE, model, job.config)
+            write_json(model_dir / not_a_digit.FILE, calibration.as_dict())
             mlflow.log_metrics(result.summary() | result.speed())
+            mlflow.log_metrics(
+                {
+                    "not_a_digit_threshold": calibration.threshold,
+                    "not_a_digit_val_flagged_noisy": calibration.flagged_noisy,
+                    "not_a_digit_val_flagged_clean": calibration.flagged_clean,
+                }
+            )
             mlflow.set_tag(registry.WEIGHTS_TAG, weights)
             mlflow.log_artifacts(str(reports_dir), "train")
             mlflow.log_artifact(str(outputs.noise_figure), "add_noise")
@@ -210,6 +267,8 @@ def publish(
                     job.params.mlflow.registered_model,
                     version_tags,
                     registrar.for_store(),
+                    {not_a_digit.METADATA_KEY: calibration.as_dict()},
+                    card(job, result, run_id, calibration),
                 )
                 record = RunRecord(
                     run_id=run_id,

@@ -162,6 +162,7 @@ def make_handler(registrar, gate: LoginGate | None, gateway_key: str | None):
                     version = registrar.register(
                         str(request["name"]), str(request["model_uri"]), str(request["run_id"]),
                         str(request["digest"]), dict(request.get("tags") or {}),
+                        str(request.get("description") or ""),
                     )  # fmt: skip
                     self.answer(200, {"version": version})
                 elif self.path == "/promote":

@@ -22,7 +22,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mnist_ae.tracking import registry, signing
+from mnist_ae.tracking import model_card, registry, signing
 from mnist_ae.tracking.registry import AnyRegistrar, Decision
 from mnist_ae.tracking.store import TrackingError
 
@@ -45,11 +45,18 @@ class Registrar:
         self.key, self.guard, self.rule = key, guard, rule
 
     def register(
-        self, name: str, model_uri: str, run_id: str, digest: str, tags: Mapping[str, str]
+        self,
+        name: str,
+        model_uri: str,
+        run_id: str,
+        digest: str,
+        tags: Mapping[str, str],
+        description: str = "",
     ) -> str:
         """A new version of `name` from the logged model `model_uri` of run `run_id`, signed
         if that run logged it and its files are the ones the training logged (`digest`, their
-        SHA-256); its number. Otherwise nothing stays registered."""
+        SHA-256), described by `description` (the model card) and its signature; its number.
+        Otherwise nothing stays registered."""
         import mlflow
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
@@ -81,6 +88,9 @@ class Registrar:
             signature = signing.sign(self.key, name, number, version.creation_timestamp, stored)
             client.set_model_version_tag(name, number, signing.DIGEST_TAG, stored)
             client.set_model_version_tag(name, number, signing.SIGNATURE_TAG, signature)
+            signed = model_card.signature_section(stored, signature, signing.PUBLIC_KEY_SETTING)
+            card = description.replace(model_card.VERSION_SLOT, number) + signed
+            client.update_model_version(name, number, description=card)
         except BaseException:
             registry.delete_version(name, number)
             raise
@@ -129,9 +139,16 @@ class RemoteRegistrar:
             ) from None
 
     def register(
-        self, name: str, model_uri: str, run_id: str, digest: str, tags: Mapping[str, str]
+        self,
+        name: str,
+        model_uri: str,
+        run_id: str,
+        digest: str,
+        tags: Mapping[str, str],
+        description: str = "",
     ) -> str:
         body = {"name": name, "model_uri": model_uri, "run_id": run_id, "digest": digest}
+        body["description"] = description
         body["tags"] = {key: str(value) for key, value in tags.items()}
         return str(self.call("/register", body)["version"])
 

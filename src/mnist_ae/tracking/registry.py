@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -57,7 +57,13 @@ class AnyRegistrar(Protocol):
     this process with the local store's key, or the stack's service)."""
 
     def register(
-        self, name: str, model_uri: str, run_id: str, digest: str, tags: Mapping[str, str]
+        self,
+        name: str,
+        model_uri: str,
+        run_id: str,
+        digest: str,
+        tags: Mapping[str, str],
+        description: str = "",
     ) -> str: ...
 
     def promote(self, name: str, version: str) -> Decision: ...
@@ -77,11 +83,14 @@ def log_and_register_model(
     registered_name: str,
     tags: Mapping[str, Any],
     registrar: AnyRegistrar,
+    metadata: Mapping[str, Any],
+    card: str,
 ) -> RegisteredModel:
-    """Log the model (torch.export format, float32 N x 1 x 28 x 28 in [0, 1] in and out) and
-    have the registrar register and sign it as a new version tagged with `tags` and outputs
-    "pending". The example is a numpy batch of at least 2: MLflow then keeps the pyfunc flavor
-    and a free batch size."""
+    """Log the model (torch.export format, float32 N x 1 x 28 x 28 in [0, 1] in and out) with
+    `metadata` in its MLmodel file (so the files' digest, and the signature, cover it) and have
+    the registrar register and sign it as a new version tagged with `tags` and outputs
+    "pending", described by the model card `card`. The example is a numpy batch of at least 2:
+    MLflow then keeps the pyfunc flavor and a free batch size."""
     import torch  # here only: the champion rule, promote and serve run without it
 
     model = model.to("cpu").eval()
@@ -92,13 +101,14 @@ def log_and_register_model(
         name="model",
         signature=infer_signature(example, output),
         input_example=example,
+        metadata=dict(metadata),
         # A torch.export model needs only torch to run; inferring this costs ~10 s.
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
     )
     with tempfile.TemporaryDirectory(prefix="logged-model-") as copy:
         _, digest = download_with_digest(info.model_uri, Path(copy))
     run_id = mlflow.active_run().info.run_id
-    version = registrar.register(registered_name, info.model_uri, run_id, digest, tags)
+    version = registrar.register(registered_name, info.model_uri, run_id, digest, tags, card)
     return RegisteredModel(info.model_uri, registered_name, version, digest)
 
 
@@ -112,6 +122,13 @@ def tag_version(name: str, version: str, tags: Mapping[str, Any]) -> None:
     client = MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
+
+
+def describe(name: str, version: str, describe_as: Callable[[str], str]) -> None:
+    """Replace the version's description (its model card) with `describe_as(the current one)`."""
+    client = MlflowClient()
+    card = client.get_model_version(name, version).description or ""
+    client.update_model_version(name, version, description=describe_as(card))
 
 
 def mark_complete(registered: RegisteredModel) -> None:
