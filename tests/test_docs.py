@@ -313,6 +313,14 @@ def test_the_serving_figures_are_their_json():
             f"ms), {many['images_per_s']} digits/s") in text  # fmt: skip
 
 
+def test_the_not_a_digit_shares_are_anomaly_s_report():
+    shares = json.loads((REPO / "reports" / "anomaly" / "metrics.json").read_text())["not_a_digit"]
+    rows = table_rows((REPO / "docs" / "results.md").read_text(), "pictures")
+    order = ["mnist_clean", "mnist_noisy", "fashion_clean", "fashion_noisy", "letters_clean",
+             "letters_noisy", "uniform_noise", "noise_alone"]  # fmt: skip
+    assert [row["judged not a digit"] for row in rows] == [f"{shares[k]:.2%}" for k in order]
+
+
 def test_the_verdict_s_serving_cost_is_its_json():
     measured = json.loads((REPO / "docs" / "results" / "serving-verdict.json").read_text())
     rows = {(row["server"], row["batch"]): row for row in measured["batches"]}

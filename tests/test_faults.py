@@ -131,10 +131,14 @@ def snapshot(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def good_run(tmp_path_factory) -> Path:
-    """A checkout after a successful train, evaluate, compare-pca and promote (one epoch on 500
-    images)."""
+    """A checkout after a successful train, evaluate, compare-pca, anomaly and promote (one
+    epoch on 500 images; Fashion-MNIST, 1,000 of its test images, from Debian's package)."""
     root = stage_checkout(tmp_path_factory.mktemp("faults") / "good", 500, epochs=1, batch_size=50)
-    for stage in ("check-params", "train", "evaluate", "compare-pca", "promote"):
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["anomaly"]["source"], params["data"]["test_limit"] = "debian", 1000
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    stages = ("check-params", "train", "evaluate", "compare-pca", "download-fashion", "anomaly")
+    for stage in (*stages, "promote"):
         done = run_stage(stage, root)
         assert done.returncode == 0, done.stderr
     return root
