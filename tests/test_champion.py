@@ -19,6 +19,7 @@ from helpers import empty_store
 from mlflow.tracking import MlflowClient
 
 from mnist_ae.tracking import champion, registrar, registry, runs, signing, store
+from mnist_ae.tracking.registry import Registration
 
 
 @pytest.fixture
@@ -161,9 +162,11 @@ def test_the_registrar_registers_only_the_files_the_training_logged(sqlite_store
     with runs.open_run(sqlite_store, None, "r") as run:
         info = mlflow.pytorch.log_model(model, name="model", input_example=example)
     with pytest.raises(registry.ModelFilesError, match="changed between logging and registering"):
-        registrar.for_store().register("ae", info.model_uri, run.info.run_id, "0" * 64, {})
+        registrar.for_store().register(
+            Registration("ae", info.model_uri, run.info.run_id, "0" * 64)
+        )
     with pytest.raises(registry.ModelFilesError, match=f"was logged by run {run.info.run_id}"):
-        registrar.for_store().register("ae", info.model_uri, "another-run", "0" * 64, {})
+        registrar.for_store().register(Registration("ae", info.model_uri, "another-run", "0" * 64))
     assert not MlflowClient().search_model_versions("name='ae'")  # nothing half-registered
 
 

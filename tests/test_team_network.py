@@ -483,14 +483,16 @@ SECOND_WRITER = textwrap.dedent("""
     import json, sys
     from mlflow.tracking import MlflowClient
     from mnist_ae.tracking import registrar, signing
+    from mnist_ae.tracking.registry import Registration
 
     name = sys.argv[1]
     client, stack = MlflowClient(), registrar.for_store()
     first = client.get_model_version(name, "1")
     tags = {k: v for k, v in first.tags.items() if k not in (signing.DIGEST_TAG,
                                                               signing.SIGNATURE_TAG)}
-    version = stack.register(name, first.source, first.run_id, first.tags[signing.DIGEST_TAG],
-                             tags | {"test_denoising_psnr": "99.0"})
+    version = stack.register(Registration(name, first.source, first.run_id,
+                                          first.tags[signing.DIGEST_TAG],
+                                          tags | {"test_denoising_psnr": "99.0"}))
     client.set_model_version_tag(name, version, "outputs", "complete")
     found = {"version": version, "promoted": stack.promote(name, version).promoted}
     try:
@@ -499,7 +501,8 @@ SECOND_WRITER = textwrap.dedent("""
     except Exception as error:
         found["by hand"] = "403" if "403" in str(error) else str(error)[:200]
     client.create_registered_model("handmade")  # its creator gets MANAGE on it from MLflow
-    stack.register("handmade", first.source, first.run_id, first.tags[signing.DIGEST_TAG], {})
+    stack.register(Registration("handmade", first.source, first.run_id,
+                                first.tags[signing.DIGEST_TAG]))
     try:  # the registrar took the creator's MANAGE back
         client.set_registered_model_alias("handmade", "champion", "1")
         found["creator's alias"] = "ok"

@@ -101,6 +101,8 @@ def _basic(header: str | None) -> tuple[str, str]:
 
 
 def make_handler(registrar, gate: LoginGate | None, gateway_key: str | None):
+    from mnist_ae.tracking.registry import Registration  # MLflow: only in the service
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -159,11 +161,11 @@ def make_handler(registrar, gate: LoginGate | None, gateway_key: str | None):
             try:
                 request = json.loads(body)
                 if self.path == "/register":
-                    version = registrar.register(
+                    version = registrar.register(Registration(
                         str(request["name"]), str(request["model_uri"]), str(request["run_id"]),
                         str(request["digest"]), dict(request.get("tags") or {}),
                         str(request.get("description") or ""),
-                    )  # fmt: skip
+                    ))  # fmt: skip
                     self.answer(200, {"version": version})
                 elif self.path == "/promote":
                     decision = registrar.promote(str(request["name"]), str(request["version"]))

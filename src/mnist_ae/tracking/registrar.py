@@ -16,14 +16,15 @@ import ssl
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mnist_ae.tracking import model_card, registry, signing
-from mnist_ae.tracking.registry import AnyRegistrar, Decision
+from mnist_ae.tracking.registry import AnyRegistrar, Decision, Registration
 from mnist_ae.tracking.store import TrackingError
 
 URL_SETTING = "MNIST_AE_REGISTRAR_URL"  # a stack's registrar service, written by `stack env`
@@ -44,23 +45,18 @@ class Registrar:
     ) -> None:
         self.key, self.guard, self.rule = key, guard, rule
 
-    def register(
-        self,
-        name: str,
-        model_uri: str,
-        run_id: str,
-        digest: str,
-        tags: Mapping[str, str],
-        description: str = "",
-    ) -> str:
-        """A new version of `name` from the logged model `model_uri` of run `run_id`, signed
-        if that run logged it and its files are the ones the training logged (`digest`, their
-        SHA-256), described by `description` (the model card) and its signature; its number.
-        Otherwise nothing stays registered."""
+    def register(self, request: Registration) -> str:
+        """A new version of the request's model from its logged model, signed if the request's
+        run logged it and its files are the ones the training logged (their SHA-256), described
+        by the request's model card and the signature; its number. Otherwise nothing stays
+        registered."""
         import mlflow
         from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
 
+        name, model_uri, run_id, digest = (
+            request.name, request.model_uri, request.run_id, request.digest
+        )  # fmt: skip
         client = MlflowClient()
         try:
             client.create_registered_model(name)
@@ -68,7 +64,7 @@ class Registrar:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         self.guard(name)
-        tags = {key: str(value) for key, value in tags.items()} | PENDING
+        tags = {key: str(value) for key, value in request.tags.items()} | PENDING
         version = mlflow.register_model(model_uri, name, tags=tags)
         number = str(version.version)
         try:
@@ -89,7 +85,7 @@ class Registrar:
             client.set_model_version_tag(name, number, signing.DIGEST_TAG, stored)
             client.set_model_version_tag(name, number, signing.SIGNATURE_TAG, signature)
             signed = model_card.signature_section(stored, signature, signing.PUBLIC_KEY_SETTING)
-            card = description.replace(model_card.VERSION_SLOT, number) + signed
+            card = request.description.replace(model_card.VERSION_SLOT, number) + signed
             client.update_model_version(name, number, description=card)
         except BaseException:
             registry.delete_version(name, number)
@@ -138,18 +134,8 @@ class RemoteRegistrar:
                 f"({getattr(error, 'reason', error)}); is the stack up (python3 dev.py stack up)?"
             ) from None
 
-    def register(
-        self,
-        name: str,
-        model_uri: str,
-        run_id: str,
-        digest: str,
-        tags: Mapping[str, str],
-        description: str = "",
-    ) -> str:
-        body = {"name": name, "model_uri": model_uri, "run_id": run_id, "digest": digest}
-        body["description"] = description
-        body["tags"] = {key: str(value) for key, value in tags.items()}
+    def register(self, request: Registration) -> str:
+        body = asdict(request) | {"tags": {k: str(v) for k, v in request.tags.items()}}
         return str(self.call("/register", body)["version"])
 
     def promote(self, name: str, version: str) -> Decision:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,19 +52,24 @@ class Decision:
     why: str
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A request to register the logged model `model_uri` of run `run_id` as a new version of
+    `name`: its files' SHA-256 as the training computed it, its tags, its model card."""
+
+    name: str
+    model_uri: str
+    run_id: str
+    digest: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
 class AnyRegistrar(Protocol):
     """What registers and signs versions and runs the champion rule (tracking.registrar: in
     this process with the local store's key, or the stack's service)."""
 
-    def register(
-        self,
-        name: str,
-        model_uri: str,
-        run_id: str,
-        digest: str,
-        tags: Mapping[str, str],
-        description: str = "",
-    ) -> str: ...
+    def register(self, request: Registration) -> str: ...
 
     def promote(self, name: str, version: str) -> Decision: ...
 
@@ -108,7 +113,9 @@ def log_and_register_model(
     with tempfile.TemporaryDirectory(prefix="logged-model-") as copy:
         _, digest = download_with_digest(info.model_uri, Path(copy))
     run_id = mlflow.active_run().info.run_id
-    version = registrar.register(registered_name, info.model_uri, run_id, digest, tags, card)
+    tags = {key: str(value) for key, value in tags.items()}
+    request = Registration(registered_name, info.model_uri, run_id, digest, tags, card)
+    version = registrar.register(request)
     return RegisteredModel(info.model_uri, registered_name, version, digest)
 
 
