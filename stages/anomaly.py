@@ -7,7 +7,6 @@ printed letters clean and noisy, uniform noise, and the pipeline's noise on a bl
 
 from __future__ import annotations
 
-import mlflow
 import numpy as np
 
 from mnist_ae.analysis import figures, not_a_digit
@@ -20,6 +19,7 @@ from mnist_ae.data.splits import OOD_MISSING, load_split, split_path
 from mnist_ae.pipeline.analysis import AnalysisStage
 from mnist_ae.plumbing.cli import run_stage
 from mnist_ae.plumbing.outputs import write_json
+from mnist_ae.tracking import runs
 
 
 def main() -> None:
@@ -69,7 +69,7 @@ def main() -> None:
                 figures.score_histogram(scores, report.threshold, out / "scores.png", title)
             flat = {k: v for k, v in metrics.items() if k != "not_a_digit"}
             flat |= {f"not_a_digit_{k}": v for k, v in shares.items()}
-            mlflow.log_metrics({f"anomaly_{k}": float(v) for k, v in flat.items()})
+            runs.log_metrics({f"anomaly_{k}": float(v) for k, v in flat.items()})
     if report is None:
         mark_note_read(missing)
     print(f"anomaly analysis {title}" if report is None else title)

@@ -3,8 +3,6 @@ reconstruction grid and the worst-denoised digits."""
 
 from __future__ import annotations
 
-import mlflow
-
 from mnist_ae.analysis.evaluation import evaluate_autoencoder, save_report
 from mnist_ae.analysis.metrics import mse_psnr
 from mnist_ae.analysis.tasks import TASKS
@@ -12,7 +10,7 @@ from mnist_ae.data.pixels import to_unit
 from mnist_ae.data.splits import load_split, split_path
 from mnist_ae.pipeline.analysis import AnalysisStage
 from mnist_ae.plumbing.cli import run_stage
-from mnist_ae.tracking.runs import log_split
+from mnist_ae.tracking.runs import log_metrics, log_split
 
 
 def main() -> None:
@@ -34,7 +32,7 @@ def main() -> None:
             save_report(out, result, clean, noisy, extra)
             # Also on the registered model's page: its test scores beside other versions'.
             model_id = stage.record.model_uri.removeprefix("models:/")
-            mlflow.log_metrics(result.flat_metrics(), model_id=model_id)
+            log_metrics(result.flat_metrics(), model_id=model_id)
     for task in TASKS:
         print(f"{task}: " + "  ".join(f"{k} {v:.4f}" for k, v in result.metrics[task].items()))
 

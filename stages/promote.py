@@ -4,8 +4,6 @@ compare-pca's table), its registered version tagged with the result, then the ch
 
 from __future__ import annotations
 
-import mlflow
-
 from mnist_ae.analysis.comparison import (
     autoencoder_point,
     compare,
@@ -19,6 +17,7 @@ from mnist_ae.pipeline import promote
 from mnist_ae.pipeline.analysis import AnalysisStage
 from mnist_ae.plumbing.cli import run_stage
 from mnist_ae.plumbing.digests import sha256_files
+from mnist_ae.tracking import runs
 
 
 def main() -> None:
@@ -46,11 +45,11 @@ def main() -> None:
         ratios = {k: v for k, v in comparison.items() if k.endswith(("_ratio", "_db"))}
         with stage.report() as out:
             save_comparison_report(out, pca_rows, autoencoder, comparison)
-            mlflow.log_metrics({f"vs_pca_{k}": v for k, v in ratios.items()})
+            runs.log_metrics({f"vs_pca_{k}": v for k, v in ratios.items()})
         anomaly = read_anomaly(args.anomaly)
         pca = next(row for row in pca_rows if row["code_size"] == autoencoder["code_size"])
         decision = promote.promote(stage.record, tags, evaluation, pca, anomaly)
-        mlflow.set_tag("champion_decision", decision.why)
+        runs.set_tags({"champion_decision": decision.why})
     if comparison["pca_lossless_at_code_size"]:
         print(
             f"code size {autoencoder['code_size']} >= 784 pixels: PCA with 784 components is "

@@ -70,3 +70,19 @@ def test_nothing_in_the_package_imports_the_stage_scripts():
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.split(".")[0] == "stages" for n in names), module
+
+
+def test_only_the_tracking_package_talks_to_mlflow():
+    """Every run, metric, artifact and version goes through tracking/: the stages, the pipeline,
+    serve, denoise and the sweep import nothing of MLflow (the stack runs its server as a
+    program, and asks tracking/ for the rest)."""
+    modules = [*PACKAGE.rglob("*.py"), *(REPO / "stages").glob("*.py")]
+    for module in sorted(m for m in modules if m.parent.name != "tracking"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            found = [n for n in names if n.split(".")[0] == "mlflow"]
+            assert not found, (
+                f"{module.relative_to(REPO)} imports {found[0]}: use mnist_ae.tracking"
+            )

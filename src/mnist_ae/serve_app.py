@@ -72,11 +72,12 @@ def answer(inputs: np.ndarray, outputs: np.ndarray, calibration: Calibration) ->
 
 def create_app(model_path: str):
     """The app for the model in `model_path` (already checked: serve.py verified it)."""
-    import mlflow
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, Response
 
-    model = mlflow.pyfunc.load_model(model_path)
+    from mnist_ae.tracking import registry
+
+    model = registry.load_copy(model_path)
     calibration = not_a_digit.of_model(model, model_path)
     app = FastAPI()
 

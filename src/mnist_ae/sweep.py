@@ -18,14 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
-
 from mnist_ae.analysis import figures
 from mnist_ae.plumbing.outputs import publish_files, write_csv
 from mnist_ae.plumbing.params import load_params
 from mnist_ae.plumbing.repo import repo_root
-from mnist_ae.tracking import store
-from mnist_ae.tracking.runs import STAGE_TAG
+from mnist_ae.tracking import runs, store
 
 PREFIX = "sweep-code-"
 
@@ -68,27 +65,21 @@ def collect(params_path: Path, pca_csv: Path, out: Path) -> list[dict[str, float
     and an MLflow run of its own."""
     params = load_params(params_path)
     store.connect(params.mlflow.experiment, repo_root())
-    evaluations = mlflow.search_runs(
-        filter_string=(
-            f"tags.dvc_exp_name LIKE '{PREFIX}%' and tags.`{STAGE_TAG}` = 'evaluate' "
-            "and attributes.status = 'FINISHED'"
-        ),
-        order_by=["attributes.start_time DESC"],
-    )
+    evaluations = runs.finished_stage_runs("evaluate", PREFIX)
     with open(pca_csv) as handle:
         pca = {int(row["code_size"]): row for row in csv.DictReader(handle)}
     rows: dict[int, dict[str, float]] = {}
-    for _, found in evaluations.iterrows():
-        size = int(found["tags.dvc_exp_name"].removeprefix(PREFIX))
+    for found in evaluations:
+        size = int(found["experiment"].removeprefix(PREFIX))
         if size in rows or size not in pca:
             continue  # an older evaluation of the same size, or a size PCA was not scored at
-        training = mlflow.get_run(found["tags.mlflow.parentRunId"])
+        metrics = found["metrics"]
         rows[size] = {
             "code_size": size,
-            "epochs": int(training.data.params["train.epochs"]),
-            "autoencoder_reconstruction_mse": found["metrics.test_reconstruction_mse"],
-            "autoencoder_denoising_mse": found["metrics.test_denoising_mse"],
-            "autoencoder_denoising_psnr": found["metrics.test_denoising_psnr"],
+            "epochs": int(runs.params_of(found["parent_id"])["train.epochs"]),
+            "autoencoder_reconstruction_mse": metrics["test_reconstruction_mse"],
+            "autoencoder_denoising_mse": metrics["test_denoising_mse"],
+            "autoencoder_denoising_psnr": metrics["test_denoising_psnr"],
             "pca_reconstruction_mse": float(pca[size]["reconstruction_mse"]),
             "pca_denoising_mse": float(pca[size]["denoising_mse"]),
             "pca_denoising_psnr": float(pca[size]["denoising_psnr"]),
@@ -99,8 +90,8 @@ def collect(params_path: Path, pca_csv: Path, out: Path) -> list[dict[str, float
     with publish_files(out) as staging:
         write_csv(staging / "sweep.csv", table)
         figures.code_size_sweep(table, staging / "sweep.png")
-        with mlflow.start_run(run_name="code-size-sweep", tags={"kind": "sweep"}):
-            mlflow.log_artifacts(str(staging), "sweep")
+        with runs.open_run(repo_root(), name="code-size-sweep", tags={"kind": "sweep"}):
+            runs.log_files(staging, "sweep")
     for row in table:
         ae, linear = row["autoencoder_reconstruction_mse"], row["pca_reconstruction_mse"]
         print(f"code {row['code_size']:4d}: clean-input MSE {ae:.5f}, PCA {linear:.5f}")

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import mlflow
-
 from mnist_ae.plumbing.cli import stage_arguments
 from mnist_ae.plumbing.outputs import publish_files
 from mnist_ae.plumbing.params import Params, flatten, load_params
@@ -60,13 +58,13 @@ class AnalysisStage:
         return load_model(self.args.model / MODEL_FILE, self.device)
 
     @contextlib.contextmanager
-    def tracked(self, keys: Iterable[str]) -> Iterator[mlflow.ActiveRun]:
+    def tracked(self, keys: Iterable[str]) -> Iterator[None]:
         """This stage's child run of the training's run, with the params `keys` it used."""
         experiment_id = store.connect(self.params.mlflow.experiment, self.root)
         runs.close_abandoned_runs(experiment_id, self.root)
-        with runs.open_child_run(self.root, self.record.run_id, self.name) as run:
-            mlflow.log_params(flatten(self.params, keys))
-            yield run
+        with runs.open_child_run(self.root, self.record.run_id, self.name):
+            runs.log_params(flatten(self.params, keys))
+            yield
 
     @contextlib.contextmanager
     def report(self) -> Iterator[Path]:
@@ -74,4 +72,4 @@ class AnalysisStage:
         then moved into --out, only if the block succeeds."""
         with publish_files(self.args.out) as out:
             yield out
-            mlflow.log_artifacts(str(out), self.name.replace("-", "_"))
+            runs.log_files(out, self.name.replace("-", "_"))

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import torch
 
@@ -124,7 +123,7 @@ def run(job: Job, outputs: Outputs) -> tuple[TrainResult, RunRecord]:
                 job, outputs, model, result, example, tags, run.info.run_id, calibration
             )
             job.checkpoint.remove()
-            mlflow.log_metric("peak_host_rss_mib", peak_host_rss_mib())  # the whole stage's peak
+            runs.log_metrics({"peak_host_rss_mib": peak_host_rss_mib()})  # the whole stage's peak
     return result, record
 
 
@@ -135,7 +134,7 @@ def _train(
     registry's input example)."""
     epochs = EpochLog(run_id)
     if progress is None:
-        mlflow.log_params(job.defined_by)
+        runs.log_params(job.defined_by)
         for path, images in job.sources.items():
             context = "training" if path.stem == "train" else "validation"
             runs.log_split(f"{path.parent.name}/{path.stem}", path, images, context)
@@ -243,17 +242,17 @@ def publish(
             figures.loss_curves(result.rows(), reports_dir / "losses.png", job.params.train.loss)
             weights = save_model(model_dir / MODEL_FILE, model, job.config)
             write_json(model_dir / not_a_digit.FILE, calibration.as_dict())
-            mlflow.log_metrics(result.summary() | result.speed())
-            mlflow.log_metrics(
+            runs.log_metrics(result.summary() | result.speed())
+            runs.log_metrics(
                 {
                     "not_a_digit_threshold": calibration.threshold,
                     "not_a_digit_val_flagged_noisy": calibration.flagged_noisy,
                     "not_a_digit_val_flagged_clean": calibration.flagged_clean,
                 }
             )
-            mlflow.set_tag(registry.WEIGHTS_TAG, weights)
-            mlflow.log_artifacts(str(reports_dir), "train")
-            mlflow.log_artifact(str(outputs.noise_figure), "add_noise")
+            runs.set_tags({registry.WEIGHTS_TAG: weights})
+            runs.log_files(reports_dir, "train")
+            runs.log_files(outputs.noise_figure, "add_noise")
             version_tags = {key: tags[key] for key in ("device", "gpu_name", "precision")} | {
                 "arch": job.config.arch,
                 "code_size": model.code_size,

@@ -200,7 +200,12 @@ def load_verified(name: str, reference: str, into: Path) -> tuple[ModelVersion, 
     """Version `reference` of `name` as a pyfunc model, loaded from the copy in `into` only
     after its signature and files check out (verified_copy)."""
     version, local = verified_copy(name, reference, into)
-    return version, mlflow.pyfunc.load_model(str(local))
+    return version, load_copy(local)
+
+
+def load_copy(local: str | Path) -> Any:
+    """The pyfunc model of a copy verified_copy checked (serve checks it, then its app loads it)."""
+    return mlflow.pyfunc.load_model(str(local))
 
 
 def _find_version(client: MlflowClient, name: str, reference: str) -> ModelVersion:

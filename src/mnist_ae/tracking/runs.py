@@ -200,3 +200,54 @@ def log_split(name: str, path: Path, images: Any, context: str) -> None:
         warnings.simplefilter("ignore", UserWarning)  # file://, then warns the path is ambiguous
         dataset = mlflow.data.from_numpy(images, source=str(path), name=name, digest=digest)
     mlflow.log_input(dataset, context=context)
+
+
+# -- what a stage records in the run it has open ---------------------------------------------
+# Every stage records through these: no module outside tracking/ calls MLflow (a layer test).
+
+
+def log_params(values: Mapping[str, Any]) -> None:
+    mlflow.log_params(dict(values))
+
+
+def log_metrics(values: Mapping[str, float], model_id: str | None = None) -> None:
+    """Metrics of the open run; with `model_id` (a logged model's id), on that model's page too."""
+    mlflow.log_metrics({key: float(value) for key, value in values.items()}, model_id=model_id)
+
+
+def set_tags(values: Mapping[str, Any]) -> None:
+    mlflow.set_tags({key: str(value) for key, value in values.items()})
+
+
+def log_files(path: Path, under: str) -> None:
+    """A file, or every file of a folder, as artifacts of the open run under `under`/."""
+    if Path(path).is_dir():
+        mlflow.log_artifacts(str(path), under)
+    else:
+        mlflow.log_artifact(str(path), under)
+
+
+def finished_stage_runs(stage: str, experiment_prefix: str) -> list[dict[str, Any]]:
+    """The FINISHED child runs of `stage` in the connected experiment whose DVC experiment's
+    name starts with `experiment_prefix`, newest first: each one's DVC experiment, metrics and
+    parent run (its training)."""
+    found = mlflow.search_runs(
+        filter_string=(
+            f"tags.dvc_exp_name LIKE '{experiment_prefix}%' and tags.`{STAGE_TAG}` = '{stage}' "
+            "and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        output_format="list",
+    )
+    return [
+        {
+            "experiment": run.data.tags["dvc_exp_name"],
+            "metrics": dict(run.data.metrics),
+            "parent_id": run.data.tags["mlflow.parentRunId"],
+        }
+        for run in found
+    ]
+
+
+def params_of(run_id: str) -> dict[str, str]:
+    return dict(mlflow.get_run(run_id).data.params)
