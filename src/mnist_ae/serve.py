@@ -8,7 +8,8 @@ compared with the SHA-256 it signs, and the server (mnist_ae.serve_app, under uv
 that checked copy: an unsigned version, or one whose tags or files were changed after
 registration, is refused before anything of it is loaded. The store is MLFLOW_TRACKING_URI,
 else this repository's mlflow.db. Requests: POST /invocations with {"inputs": N x 1 x 28 x 28
-numbers in [0, 1]}, N at most 1,024, at most 16 MiB; answers {"predictions": the same shape},
+numbers in [0, 1]}, N at most 1,024, at most 16 MiB; answers {"predictions": the same shape,
+"scores", "is_digit", "threshold"} (each picture's not-a-digit score and the version's verdict),
 or HTTP 400 with the reason a request is refused.
 """
 
