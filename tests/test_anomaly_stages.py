@@ -53,7 +53,8 @@ def test_without_fashion_mnist_the_analysis_is_skipped_and_the_pipeline_goes_on(
         with torch.no_grad():
             return model(torch.from_numpy(images)).numpy()
 
-    calibration = not_a_digit.calibrate(denoise, {0.0: val, 0.4: np.clip(val + 0.3, 0, 1)}, 0.05)
+    levels = {0.0: val, 0.4: np.clip(val + 0.3, 0, 1)}
+    calibration = not_a_digit.calibrate({k: (x, denoise(x)) for k, x in levels.items()}, 0.05)
     write_json(tmp_path / "models" / not_a_digit.FILE, calibration.as_dict())
     previous = os.getcwd()
     os.chdir(tmp_path)

@@ -35,11 +35,16 @@ def bar_denoiser(images: np.ndarray) -> np.ndarray:
     return out
 
 
+def denoised(levels: dict) -> dict:
+    """Each level's pictures with the bar denoiser's outputs for them, as calibrate takes them."""
+    return {level: (images, bar_denoiser(images)) for level, images in levels.items()}
+
+
 @pytest.fixture(scope="module")
 def calibration() -> Calibration:
     clean = strokes(2000, 0)
     levels = {level: noisy(clean, level, 1) if level else clean for level in (0, 0.2, 0.4)}
-    return not_a_digit.calibrate(bar_denoiser, levels, 0.01)
+    return not_a_digit.calibrate(denoised(levels), 0.01)
 
 
 def test_roughness_is_the_mean_horizontal_step_between_pixels():
@@ -125,6 +130,6 @@ def test_levels_that_do_not_get_rougher_still_make_a_calibration():
     noise never is): the levels' roughness is made to increase, and the verdict works."""
     rough = np.random.default_rng(0).random((300, 1, 28, 28)).astype(np.float32)
     smooth = np.full_like(rough, 0.5)
-    made = not_a_digit.calibrate(bar_denoiser, {0: rough, 0.2: rough, 0.4: smooth}, 0.01)
+    made = not_a_digit.calibrate(denoised({0: rough, 0.2: rough, 0.4: smooth}), 0.01)
     assert np.all(np.diff(made.level_roughness) > 0)
     assert made.flagged_noisy <= 0.01 + 1 / 300

@@ -17,7 +17,7 @@ Numpy only: serve and denoise compute it next to the model's output.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -33,6 +33,15 @@ METADATA_KEY = "not_a_digit"  # the calibration's key in a logged model's MLmode
 
 class CalibrationError(PipelineError, ValueError):
     """A version's calibration is missing or malformed."""
+
+
+def _scores(
+    inputs: np.ndarray, outputs: np.ndarray, level_roughness: list[float], reference: list[float]
+) -> np.ndarray:
+    """Each input's error over the reference error interpolated at its roughness."""
+    return reconstruction_error(inputs, outputs) / np.interp(
+        roughness(inputs), level_roughness, reference
+    )
 
 
 def roughness(images: np.ndarray) -> np.ndarray:
@@ -62,8 +71,7 @@ class Calibration:
 
     def scores(self, inputs: np.ndarray, outputs: np.ndarray) -> np.ndarray:
         """The score of each input (float64, N): its error over the reference for its roughness."""
-        reference = np.interp(roughness(inputs), self.level_roughness, self.reference_error)
-        return reconstruction_error(inputs, outputs) / reference
+        return _scores(inputs, outputs, self.level_roughness, self.reference_error)
 
     def is_digit(self, scores: np.ndarray) -> np.ndarray:
         return scores <= self.threshold
@@ -145,29 +153,24 @@ def increasing(values: list[float]) -> list[float]:
 
 
 def calibrate(
-    denoise: Callable[[np.ndarray], np.ndarray],
-    at_levels: Mapping[float, np.ndarray],
-    false_alarm_rate: float,
+    at_levels: Mapping[float, tuple[np.ndarray, np.ndarray]], false_alarm_rate: float
 ) -> Calibration:
-    """The calibration of the model `denoise` (N x 1 x 28 x 28 floats in, the same out) from the
-    validation digits at each noise level (`at_levels`: level -> images, 0 the clean ones and the
-    highest add-noise's noisy copy)."""
+    """The calibration of a model from the validation digits at each noise level and its
+    outputs for them (`at_levels`: level -> (inputs, outputs), N x 1 x 28 x 28 floats; 0 the
+    clean digits, the highest add-noise's noisy copy)."""
     levels = sorted(at_levels)
-    outputs = {level: denoise(at_levels[level]) for level in levels}
-    errors = {level: reconstruction_error(at_levels[level], outputs[level]) for level in levels}
     level_roughness = increasing(
-        [float(np.median(roughness(at_levels[level]))) for level in levels]
+        [float(np.median(roughness(at_levels[level][0]))) for level in levels]
     )
     reference = [
-        max(float(np.quantile(errors[level], 1 - false_alarm_rate)), MIN_ERROR) for level in levels
-    ]
-    partial = Calibration(
-        false_alarm_rate, levels[-1], levels, level_roughness, reference, 1.0, 0, 0.0, 0.0
-    )
+        max(float(np.quantile(reconstruction_error(*at_levels[level]), 1 - false_alarm_rate)),
+            MIN_ERROR)
+        for level in levels
+    ]  # fmt: skip
     clean, noisy = levels[0], levels[-1]
-    noisy_scores = partial.scores(at_levels[noisy], outputs[noisy])
+    noisy_scores = _scores(*at_levels[noisy], level_roughness, reference)
     threshold = float(np.quantile(noisy_scores, 1 - false_alarm_rate))
-    clean_scores = partial.scores(at_levels[clean], outputs[clean])
+    clean_scores = _scores(*at_levels[clean], level_roughness, reference)
     calibration = Calibration(
         false_alarm_rate=false_alarm_rate,
         noise_std=noisy,
@@ -175,7 +178,7 @@ def calibrate(
         level_roughness=level_roughness,
         reference_error=reference,
         threshold=threshold,
-        validation_images=len(at_levels[noisy]),
+        validation_images=len(at_levels[noisy][0]),
         flagged_clean=float(np.mean(clean_scores > threshold)),
         flagged_noisy=float(np.mean(noisy_scores > threshold)),
     )

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from mnist_ae.analysis import figures, not_a_digit
+from mnist_ae.analysis.evaluation import batched
 from mnist_ae.data.noise import add_gaussian_noise, split_rng
 from mnist_ae.data.pixels import to_model_input
 from mnist_ae.data.splits import TrainingData
@@ -180,7 +181,8 @@ def calibrate(job: Job, model: Autoencoder) -> not_a_digit.Calibration:
     add-noise's noisy copy at the training noise."""
     noisy, clean = job.pairs["calibration"]
     levels = not_a_digit.noise_levels(job.params.noise.std)
-    images = {}
+    cpu, batch = model.to("cpu").eval(), job.params.evaluate.batch_size
+    at_levels = {}
     for index, level in enumerate(levels):
         if index == 0:
             chosen = clean
@@ -189,16 +191,9 @@ def calibrate(job: Job, model: Autoencoder) -> not_a_digit.Calibration:
         else:
             rng = split_rng(job.params.seed, "calibration", index)
             chosen = add_gaussian_noise(clean, level, rng)
-        images[level] = to_model_input(chosen).numpy()
-    cpu = model.to("cpu").eval()
-    batch = job.params.evaluate.batch_size
-
-    @torch.inference_mode()
-    def denoise(inputs: np.ndarray) -> np.ndarray:
-        parts = [cpu(torch.from_numpy(inputs[i : i + batch])) for i in range(0, len(inputs), batch)]
-        return torch.cat(parts).numpy()
-
-    return not_a_digit.calibrate(denoise, images, job.params.anomaly.false_alarm_rate)
+        outputs = batched(cpu, chosen, batch, torch.device("cpu")).numpy()
+        at_levels[level] = (to_model_input(chosen).numpy(), outputs)
+    return not_a_digit.calibrate(at_levels, job.params.anomaly.false_alarm_rate)
 
 
 def card(job: Job, result: TrainResult, run_id: str, calibration: not_a_digit.Calibration) -> str:
